@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine:
+#   make demo   set up, then train the sample manifest locally (no cluster needed)
+#   make test   set up, then run every test tier
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_ARGS ?=
+
+.PHONY: setup demo test lint format typecheck crd bench clean
+
+setup: $(VENV)/.installed
+	@bash hack/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	@bash hack/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[trainer,operator,dev]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/mnist-operator local -f manifests/samples/mnist-training.yaml $(DEMO_ARGS)
+
+test: setup
+	bash hack/run-tests.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: setup
+	$(VENV)/bin/mypy api/mnist_api trainer/mnist_trainer operator/mnist_operator
+
+crd: setup
+	$(PY) -m mnist_api.crd > manifests/crd.yaml
+
+bench: setup
+	@ls bench/*.py >/dev/null 2>&1 && for script in bench/*.py; do $(PY) $$script || exit 1; done || echo "no benchmarks yet"
+
+clean:
+	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,147 @@
+"""The environment contract: the only way the operator (or local mode) configures the trainer.
+
+``trainer_config`` reads what the trainer needs out of a resource; ``pod_env`` renders it as a pod's
+``env`` list (plain values, plus Secret and downward-API references the kubelet resolves); the trainer
+parses its environment back with ``TrainerConfig.from_env``. Variables are ``MNIST_<FIELD>``; lists and
+objects are JSON so ``kubectl describe pod`` still shows them readably.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .layout import DATA_MOUNT_PATH, OUTPUT_MOUNT_PATH
+from .manifest import MnistTraining
+from .metrics import DEFAULT_JOB, DEFAULT_PREFIX
+from .spec import EarlyStoppingSpec, ReleaseCriteriaSpec
+
+ENV_PREFIX: Final = "MNIST_"
+# Resolved by the kubelet from the auth Secret; never put into plain env values.
+PUSHGATEWAY_USERNAME_ENV: Final = "MNIST_PUSHGATEWAY_USERNAME"
+PUSHGATEWAY_PASSWORD_ENV: Final = "MNIST_PUSHGATEWAY_PASSWORD"
+POD_NAME_ENV: Final = "MNIST_POD_NAME"
+
+
+class EnvContractError(ValueError):
+    """The environment does not describe a valid training (exit code CONFIG_INVALID)."""
+
+
+class TrainerConfig(BaseModel):
+    """Everything the trainer process needs, nothing it does not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str
+    name: str
+    uid: str
+    dataset: str
+    dataset_url: str | None = None
+    dataset_sha256: dict[str, str] = Field(default_factory=dict)
+    data_dir: str
+    output_dir: str
+    model: str
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    optimizer: str
+    validation_split: float = Field(ge=0, lt=1)
+    seed: int | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+    export_formats: list[str]
+    pushgateway_url: str | None = None
+    metrics_job: str = DEFAULT_JOB
+    metrics_prefix: str = DEFAULT_PREFIX
+    histogram_buckets: list[float] = Field(default_factory=list)
+    ignore_exceptions: bool = True
+    release_criteria: ReleaseCriteriaSpec = Field(default_factory=ReleaseCriteriaSpec)
+    heartbeat_seconds: float = Field(30.0, gt=0)
+    download_attempts: int = Field(5, ge=1, le=100)
+    download_backoff_seconds: float = Field(1.0, ge=0)
+
+    def to_env(self) -> dict[str, str]:
+        """Plain ``MNIST_*`` variables; ``None`` fields are left out."""
+        env: dict[str, str] = {}
+        for field, value in self.model_dump(mode="json", by_alias=True).items():
+            if value is None:
+                continue
+            env[ENV_PREFIX + field.upper()] = value if isinstance(value, str) else json.dumps(value)
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "TrainerConfig":
+        raw: dict[str, Any] = {}
+        for field, info in cls.model_fields.items():
+            key = ENV_PREFIX + field.upper()
+            if key not in environ:
+                continue
+            text = environ[key]
+            raw[field] = text if info.annotation in (str, str | None) else _decode(key, text)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise EnvContractError(f"invalid trainer environment: {problems}") from None
+
+
+def _decode(key: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise EnvContractError(f"{key} is not valid JSON: {error.msg} (value {text!r})") from None
+
+
+def trainer_config(
+    resource: MnistTraining,
+    *,
+    default_pushgateway_url: str | None,
+    data_dir: str = DATA_MOUNT_PATH,
+    output_dir: str = OUTPUT_MOUNT_PATH,
+    uid: str | None = None,
+) -> TrainerConfig:
+    """What the trainer needs from a resource. ``uid`` defaults to the resource's own."""
+    spec, meta = resource.spec, resource.metadata
+    run_uid = uid or meta.uid
+    if not run_uid:
+        raise EnvContractError(f"MnistTraining {meta.namespace}/{meta.name} has no uid yet")
+    return TrainerConfig(
+        namespace=meta.namespace,
+        name=meta.name,
+        uid=run_uid,
+        dataset=spec.dataset.name,
+        dataset_url=spec.dataset.url,
+        dataset_sha256=dict(spec.dataset.sha256 or {}),
+        data_dir=data_dir,
+        output_dir=output_dir,
+        model=spec.model,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        optimizer=spec.optimizer,
+        validation_split=spec.validation_split,
+        seed=spec.seed,
+        early_stopping=spec.early_stopping,
+        export_formats=[str(f) for f in spec.output.formats],
+        pushgateway_url=spec.metrics.pushgateway_url or default_pushgateway_url,
+        metrics_job=spec.metrics.job,
+        metrics_prefix=spec.metrics.prefix,
+        histogram_buckets=list(spec.metrics.histogram_buckets),
+        ignore_exceptions=spec.metrics.ignore_exceptions,
+        release_criteria=spec.release_criteria,
+    )
+
+
+def pod_env(resource: MnistTraining, *, default_pushgateway_url: str | None) -> list[dict[str, Any]]:
+    """The trainer container's ``env``: the config, the pod's own name, and the auth Secret's keys."""
+    config = trainer_config(resource, default_pushgateway_url=default_pushgateway_url)
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(config.to_env().items())]
+    env.append({"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    auth = resource.spec.metrics.auth_secret_ref
+    if auth is not None:
+        for var, key in ((PUSHGATEWAY_USERNAME_ENV, "username"), (PUSHGATEWAY_PASSWORD_ENV, "password")):
+            env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": auth.name, "key": key}}})
+    return env

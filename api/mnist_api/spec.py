@@ -1,0 +1,244 @@
+"""The ``MnistTraining`` v1alpha1 spec: every field, default and bound.
+
+This model is the single source of truth: the CRD's OpenAPI schema is generated from it
+(``python -m mnist_api.crd``), the local runner validates manifests with it, and the operator reads
+resources through it. Field descriptions become ``kubectl explain`` text.
+"""
+
+from enum import StrEnum
+from itertools import pairwise
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from .metrics import DEFAULT_JOB, DEFAULT_PREFIX, HISTOGRAM_WEIGHT_BUCKETS_0_3
+
+# Kubernetes resource quantity, e.g. "500m", "2", "4Gi" (the API server's own grammar, simplified).
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+URL_PATTERN = r"^(https?|file)://\S+$"
+PROMETHEUS_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+INCREASING_BUCKETS = "histogramBuckets must be strictly increasing"
+
+
+class SpecModel(BaseModel):
+    """Base of every spec part: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=True,
+    )
+
+
+class DatasetName(StrEnum):
+    MNIST = "mnist"
+    FASHION_MNIST = "fashion-mnist"
+
+
+class ModelName(StrEnum):
+    CONVNET = "convnet"
+    """The seeds' convnet (Chollet, Deep Learning with Python, ch. 8): 104,202 parameters."""
+    MLP = "mlp"
+    """A small dense network: trains in seconds on a CPU; for smoke tests and demos."""
+
+
+class OptimizerName(StrEnum):
+    ADAM = "adam"
+    ADAMW = "adamw"
+    RMSPROP = "rmsprop"
+    SGD = "sgd"
+
+
+class ExportFormat(StrEnum):
+    KERAS = "keras"
+    SAVEDMODEL = "savedmodel"
+
+
+class DatasetSpec(SpecModel):
+    name: DatasetName = Field(DatasetName.MNIST, description="Which dataset to train on.")
+    url: Annotated[str, Field(max_length=2048, pattern=URL_PATTERN)] | None = Field(
+        None,
+        description=(
+            "Mirror to download from instead of the canonical location: http(s):// or file://. A URL ending "
+            "in .npz is a Keras-format archive (x_train, y_train, x_test, y_test); any other URL is the folder "
+            "holding the idx quartet train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz."
+        ),
+    )
+    sha256: dict[str, Annotated[str, Field(pattern=SHA256_PATTERN)]] | None = Field(
+        None,
+        description=(
+            "Expected sha256 per file name, replacing the built-in sums of the canonical files; needed for "
+            "mirrors that recompress. A file not listed here is checked against the built-in sum if one "
+            "exists, and otherwise not checked."
+        ),
+    )
+    cache_claim_name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None = Field(
+        None,
+        description=(
+            "PersistentVolumeClaim that caches downloads, shareable by many trainings; an emptyDir (one "
+            "download per pod) when unset."
+        ),
+    )
+
+
+class EarlyStoppingSpec(SpecModel):
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = Field(
+        "val_loss", description="Metric that must keep improving."
+    )
+    patience: int = Field(3, ge=1, le=1000, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, le=1, description="Smallest change that counts as an improvement.")
+
+
+class ResourcesSpec(SpecModel):
+    cpu: Annotated[str, Field(pattern=QUANTITY_PATTERN)] | None = Field(
+        "1", description="CPU request of the trainer container (no CPU limit: throttling slows training)."
+    )
+    memory: Annotated[str, Field(pattern=QUANTITY_PATTERN)] | None = Field(
+        "2Gi", description="Memory request and limit of the trainer container."
+    )
+    gpus: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="NVIDIA GPUs (nvidia.com/gpu) for the trainer; adds the matching NVIDIA toleration.",
+    )
+
+
+class Toleration(SpecModel):
+    key: str | None = Field(None, max_length=316)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, ge=0)
+
+
+class OutputSpec(SpecModel):
+    claim_name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None = Field(
+        None,
+        description=(
+            "PersistentVolumeClaim for the exported model, metrics.json and checkpoints. When unset an "
+            "emptyDir is used and the model is lost with the pod (the status warns)."
+        ),
+    )
+    formats: list[ExportFormat] = Field(
+        default_factory=lambda: [ExportFormat.KERAS, ExportFormat.SAVEDMODEL],
+        json_schema_extra={
+            "default": [ExportFormat.KERAS.value, ExportFormat.SAVEDMODEL.value],
+            "x-kubernetes-list-type": "set",
+        },
+        min_length=1,
+        max_length=2,
+        description="Export formats: model.keras and/or a TensorFlow SavedModel directory.",
+    )
+
+    @field_validator("formats")
+    @classmethod
+    def _unique_formats(cls, formats: list[ExportFormat]) -> list[ExportFormat]:
+        if len(set(formats)) != len(formats):
+            raise ValueError("formats must not repeat")
+        return formats
+
+
+class SecretRef(SpecModel):
+    name: str = Field(
+        pattern=DNS_SUBDOMAIN_PATTERN, max_length=253, description="Secret in the same namespace."
+    )
+
+
+class MetricsSpec(SpecModel):
+    pushgateway_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")] | None = Field(
+        None, description="Pushgateway to push to, overriding the operator's default."
+    )
+    job: str = Field(
+        DEFAULT_JOB, min_length=1, max_length=128, description="The Pushgateway job label (the seeds' 'job')."
+    )
+    prefix: str = Field(
+        DEFAULT_PREFIX,
+        pattern=PROMETHEUS_NAME_PATTERN,
+        max_length=64,
+        description="Metric name prefix: <prefix>_train_* and <prefix>_test_*.",
+    )
+    histogram_buckets: list[float] = Field(
+        default_factory=lambda: list(HISTOGRAM_WEIGHT_BUCKETS_0_3),
+        json_schema_extra={
+            "default": list(HISTOGRAM_WEIGHT_BUCKETS_0_3),
+            # The API server's copy of _increasing below: a set has no repeats, isSorted() the order.
+            "x-kubernetes-list-type": "set",
+            "x-kubernetes-validations": [{"rule": "self.isSorted()", "message": INCREASING_BUCKETS}],
+        },
+        max_length=64,
+        description=(
+            "Upper bounds of the model-weights histogram, strictly increasing; [] pushes no histogram. "
+            "Default: the seeds' HISTOGRAM_WEIGHT_BUCKETS_0_3."
+        ),
+    )
+    ignore_exceptions: bool = Field(
+        True, description="Keep training when a push fails (a warning is logged); false aborts the run."
+    )
+    auth_secret_ref: SecretRef | None = Field(
+        None, description="Secret with 'username' and 'password' keys for Pushgateway basic auth."
+    )
+
+    @field_validator("histogram_buckets")
+    @classmethod
+    def _increasing(cls, buckets: list[float]) -> list[float]:
+        if any(upper <= lower for lower, upper in pairwise(buckets)):
+            raise ValueError(INCREASING_BUCKETS)
+        return buckets
+
+
+class ReleaseCriteriaSpec(SpecModel):
+    min_test_accuracy: float | None = Field(None, ge=0, le=1, description="Lowest acceptable test accuracy.")
+    min_per_class_accuracy: float | None = Field(
+        None, ge=0, le=1, description="Lowest acceptable accuracy of any single class."
+    )
+    max_model_size_mb: float | None = Field(None, gt=0, description="Largest acceptable model.keras, in MB.")
+    max_inference_time_ms: float | None = Field(
+        None, gt=0, description="Slowest acceptable single-image prediction, in milliseconds."
+    )
+
+
+class RunPolicySpec(SpecModel):
+    backoff_limit: int = Field(3, ge=0, le=100, description="Retries of a failed trainer pod.")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Seconds the whole training may take before it is stopped and failed."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the finished MnistTraining (and its Job and pods) after this long."
+    )
+    suspend: bool = Field(False, description="Create no pod until set to false (also how Kueue queues).")
+
+
+class MnistTrainingSpec(SpecModel):
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec, description="What to train on.")
+    model: ModelName = Field(ModelName.CONVNET, description="Model from the zoo.")
+    epochs: int = Field(5, ge=1, le=1000, description="Training epochs.")
+    batch_size: int = Field(128, ge=1, le=8192, description="Images per training step.")
+    learning_rate: float = Field(0.001, gt=0, le=10, description="The optimizer's learning rate.")
+    optimizer: OptimizerName = Field(OptimizerName.ADAM, description="The optimizer.")
+    validation_split: float = Field(
+        0.1, ge=0, lt=1, description="Share of the training images held out for validation."
+    )
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Random seed; unset means random.")
+    early_stopping: EarlyStoppingSpec | None = Field(None, description="Stop when a metric stops improving.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute for the trainer.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod requires.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pod tolerates.")
+    image: Annotated[str, Field(min_length=1, max_length=512)] | None = Field(
+        None, description="Trainer image; the operator's default when unset."
+    )
+    output: OutputSpec = Field(default_factory=OutputSpec, description="Where the model goes.")
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Where metrics go.")
+    release_criteria: ReleaseCriteriaSpec = Field(
+        default_factory=ReleaseCriteriaSpec, description="Checks the trained model must pass to succeed."
+    )
+    run_policy: RunPolicySpec = Field(
+        default_factory=RunPolicySpec, description="Retries, deadlines, cleanup."
+    )

@@ -1,0 +1,71 @@
+"""The ``mnist-operator`` command line."""
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mnist_api import ManifestError, MnistTraining, load_manifest_file, validate_resource
+
+from .local import LocalRunError, local_environment, local_pushgateway, run_trainer
+
+
+def apply_overrides(resource: MnistTraining, assignments: list[str]) -> MnistTraining:
+    """``--set spec.epochs=1``: values are YAML, so numbers, booleans and ``{a: b}`` maps work."""
+    document: dict[str, Any] = resource.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for assignment in assignments:
+        path, separator, raw = assignment.partition("=")
+        if not separator or not path:
+            raise ManifestError(f"--set {assignment}: expected PATH=VALUE, e.g. spec.epochs=1")
+        *parents, leaf = path.split(".")
+        node = document
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = yaml.safe_load(raw)
+    return validate_resource(document)
+
+
+def local_command(args: argparse.Namespace) -> int:
+    trainings = [apply_overrides(t, args.set) for t in load_manifest_file(args.filename)]
+    with contextlib.ExitStack() as stack:
+        url = args.pushgateway
+        if url is None and not args.no_pushgateway:
+            url = stack.enter_context(local_pushgateway())
+            print(f"mnist-operator: Pushgateway at {url} (curl -s {url}/metrics | grep gangplank_train)")
+        for training in trainings:
+            env = local_environment(training, Path(args.runs_dir), url)
+            code = run_trainer(env, os.environ)
+            if code != 0:
+                return code
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnist-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    local = commands.add_parser("local", help="train a manifest's MnistTrainings here, with no cluster")
+    local.add_argument("-f", "--filename", required=True, help="manifest file (as for kubectl apply -f)")
+    local.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a field")
+    local.add_argument("--runs-dir", default="runs", help="where volumes go (default: ./runs)")
+    local.add_argument("--pushgateway", metavar="URL", help="push metrics here instead of a local Pushgateway")
+    local.add_argument("--no-pushgateway", action="store_true", help="push no metrics (metrics.json only)")
+    local.set_defaults(handler=local_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (ManifestError, LocalRunError) as error:
+        print(f"mnist-operator: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

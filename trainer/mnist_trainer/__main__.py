@@ -1,0 +1,80 @@
+"""``python -m mnist_trainer``: one training run, configured only through ``MNIST_*`` variables.
+
+The exit code says what happened (``mnist_api.exit_codes``); a one-line reason also goes to
+``/dev/termination-log`` when the kubelet provides it, so the operator can show it in the status.
+"""
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from mnist_api.env import EnvContractError, TrainerConfig
+from mnist_api.exit_codes import ExitCode
+
+TERMINATION_LOG = Path("/dev/termination-log")
+log = logging.getLogger("mnist_trainer")
+
+
+def configure_logging() -> None:
+    # TensorFlow's C++ start-up chatter is noise in `kubectl logs`; errors still come through.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def write_termination_message(message: str) -> None:
+    """Only where the kubelet created the file: never create files under /dev ourselves."""
+    if TERMINATION_LOG.exists():
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(message[:4000], encoding="utf-8")
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    from .errors import Interrupted
+
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main() -> int:
+    configure_logging()
+    try:
+        config = TrainerConfig.from_env(os.environ)
+    except EnvContractError as error:
+        log.error("%s", error)
+        write_termination_message(str(error))
+        return ExitCode.CONFIG_INVALID
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Imported after the signal handler is in place: importing TensorFlow takes seconds.
+    from .errors import Interrupted, TrainerError
+    from .pipeline import run_training
+
+    try:
+        report = run_training(config, os.environ)
+    except TrainerError as error:
+        log.error("%s", error)
+        write_termination_message(str(error))
+        return error.exit_code
+    except (Interrupted, KeyboardInterrupt) as stop:
+        log.warning("stopped by %s; the next attempt resumes from the last finished epoch", stop or "SIGINT")
+        return ExitCode.INTERRUPTED
+    log.info(
+        "done: test accuracy %.4f after %d epochs in %.1fs",
+        report["test"]["accuracy"],
+        report["epochs"],
+        report["timings"]["total_seconds"],
+    )
+    return ExitCode.SUCCESS
+
+
+if __name__ == "__main__":
+    sys.exit(main())
