@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("-f", "--filename", required=True, help="manifest file (as for kubectl apply -f)")
     local.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a field")
     local.add_argument("--runs-dir", default="runs", help="where volumes go (default: ./runs)")
-    local.add_argument("--pushgateway", metavar="URL", help="push metrics here instead of a local Pushgateway")
+    local.add_argument(
+        "--pushgateway", metavar="URL", help="push metrics here instead of a local Pushgateway"
+    )
     local.add_argument("--no-pushgateway", action="store_true", help="push no metrics (metrics.json only)")
     local.set_defaults(handler=local_command)
     return parser
