@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
 
-.PHONY: setup demo test lint format typecheck crd bench clean
+.PHONY: setup demo test lint format typecheck crd bench clean k8s-binaries
 
 setup: $(VENV)/.installed
 	@bash hack/install-system-deps.sh
@@ -40,6 +40,9 @@ crd: setup
 
 bench: setup
 	@ls bench/*.py >/dev/null 2>&1 && for script in bench/*.py; do $(PY) $$script || exit 1; done || echo "no benchmarks yet"
+
+k8s-binaries:
+	bash hack/k8s-binaries.sh
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

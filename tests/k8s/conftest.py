@@ -1,0 +1,155 @@
+"""Fixtures of the real-control-plane tier (see docs/testing-control-plane.md).
+
+- ``control_plane`` (session): etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
+- ``agents`` (session): two test node agents, ``node-cpu`` and ``node-gpu`` (1 ``nvidia.com/gpu``,
+  tainted ``nvidia.com/gpu=present:NoSchedule`` so only pods that tolerate it land there).
+- ``k8s_api`` (session): an admin ``ApiClient`` built explicitly from the written kubeconfig.
+- ``namespace`` (function): a fresh namespace per test, deleted afterwards.
+
+Without the binaries every test here is skipped with the command to build them -- except under CI
+(env ``CI`` set), where a skip would hide a broken tier, so the tests fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from .binaries import Binaries, BinariesMissingError, locate, pinned_versions
+from .controlplane import ControlPlane
+from .node_agent import NodeAgent, read_logs
+from .podspec import Layout
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Equal", "value": "present", "effect": "NoSchedule"}
+# Room for the operator benchmarks' hundreds of pods; cpu/memory are bookkeeping only (not enforced).
+NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "500", "ephemeral-storage": "100Gi"}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def k8s_binaries() -> Binaries:
+    try:
+        return locate()
+    except BinariesMissingError as exc:
+        if _in_ci():
+            pytest.fail(f"CI is set, so the control-plane tier must not skip: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def control_plane(k8s_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(k8s_binaries, tmp_path_factory.mktemp("control-plane"))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def k8s_api(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
+    with control_plane.api_client() as api:
+        yield api
+
+
+@dataclass
+class NodeAgents:
+    """The session's test nodes. ``logs`` reads any pod's output, whichever node ran it."""
+
+    cpu: NodeAgent
+    gpu: NodeAgent
+    layout: Layout
+
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        return read_logs(self.layout, namespace, pod, container)
+
+    def running_pids(self, namespace: str | None = None) -> list[int]:
+        return self.cpu.running_pids(namespace) + self.gpu.running_pids(namespace)
+
+
+@pytest.fixture(scope="session")
+def agents(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeAgents]:
+    layout = Layout(tmp_path_factory.mktemp("nodes"))
+    version = pinned_versions()["KUBERNETES_VERSION"]
+
+    def make(name: str, capacity: dict[str, str], **extra: Any) -> NodeAgent:
+        return NodeAgent(
+            control_plane.api_client(pool_size=64),  # its own pool: hundreds of pods patch status at once
+            name=name,
+            layout=layout,
+            apiserver_port=control_plane.ports.apiserver,
+            capacity=capacity,
+            kubelet_version=version,
+            **extra,
+        )
+
+    cpu = make("node-cpu", NODE_CAPACITY)
+    gpu = make(
+        "node-gpu",
+        {**NODE_CAPACITY, GPU_RESOURCE: "1"},
+        labels={"nvidia.com/gpu.present": "true"},
+        taints=[GPU_TAINT],
+    )
+    started: list[NodeAgent] = []
+    try:
+        for agent in (cpu, gpu):
+            agent.start()
+            started.append(agent)
+        for agent in started:
+            agent.wait_schedulable()
+        yield NodeAgents(cpu=cpu, gpu=gpu, layout=layout)
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def _namespace_name(node: pytest.Item) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", node.name.lower()).strip("-")[:40].strip("-")
+    return f"{base}-{uuid.uuid4().hex[:5]}"
+
+
+# Typed Any: tests pass API-shaped dicts as bodies (readable, and accepted by every client version)
+# where the generated signatures ask for model objects.
+@pytest.fixture
+def core(k8s_api: k8s.ApiClient) -> Any:
+    return k8s.CoreV1Api(k8s_api)
+
+
+@pytest.fixture
+def batch(k8s_api: k8s.ApiClient) -> Any:
+    return k8s.BatchV1Api(k8s_api)
+
+
+@pytest.fixture
+def rbac(k8s_api: k8s.ApiClient) -> Any:
+    return k8s.RbacAuthorizationV1Api(k8s_api)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, core: Any) -> Iterator[str]:
+    """A fresh namespace named after the test; pods can be created as soon as it is yielded."""
+    name = _namespace_name(request.node)
+    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    # The ServiceAccount admission plugin rejects pods until the controller made `default`.
+    deadline = time.monotonic() + 30
+    while not any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default ServiceAccount in namespace {name}")
+        time.sleep(0.05)
+    yield name
+    # Not waited for: the namespace controller and the node agents finish the cleanup in the
+    # background, and no other test looks into this namespace.
+    core.delete_namespace(name, propagation_policy="Background")
