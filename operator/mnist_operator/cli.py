@@ -11,6 +11,7 @@ import yaml
 
 from mnist_api import ManifestError, MnistTraining, load_manifest_file, validate_resource
 
+from .config import ConfigError
 from .local import LocalRunError, local_environment, local_pushgateway, run_trainer
 
 
@@ -44,6 +45,24 @@ def local_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Run the operator: kopf with our handlers, standalone (one replica, no peering CRD needed)."""
+    import kopf
+
+    from . import handlers  # noqa: F401 - registers the handlers with kopf
+    from .config import Config
+
+    config = Config.from_env(os.environ)
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        standalone=True,
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnist-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--no-pushgateway", action="store_true", help="push no metrics (metrics.json only)")
     local.set_defaults(handler=local_command)
+    run = commands.add_parser("run", help="run the operator (settings: MNIST_OPERATOR_* variables)")
+    run.add_argument(
+        "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument("--verbose", action="store_true", help="log kopf's every step")
+    run.set_defaults(handler=run_command)
     return parser
 
 
@@ -63,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (ManifestError, LocalRunError) as error:
+    except (ManifestError, LocalRunError, ConfigError) as error:
         print(f"mnist-operator: {error}", file=sys.stderr)
         return 2
     return code

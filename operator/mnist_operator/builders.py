@@ -1,0 +1,157 @@
+"""Pure builders: a training's children as plain dicts, ready to send to the API server.
+
+Nothing here talks to the cluster; every field is derived from the resource and the operator's Config,
+so the unit tests can check all of them.
+"""
+
+from typing import Any
+
+from mnist_api import MnistTraining, codes_that_fail_at_once, pod_env
+from mnist_api.layout import DATA_MOUNT_PATH, OUTPUT_MOUNT_PATH, TMP_MOUNT_PATH
+
+from .config import Config
+from .naming import TRAINER_CONTAINER, child_labels, job_name
+
+GPU_RESOURCE = "nvidia.com/gpu"
+# The taint the NVIDIA device plugin's docs (and EKS GPU node groups) put on GPU nodes.
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def owner_reference(training: MnistTraining) -> dict[str, Any]:
+    if not training.metadata.uid:
+        raise ValueError(f"{training.metadata.namespace}/{training.metadata.name} has no uid")
+    return {
+        "apiVersion": training.api_version,
+        "kind": training.kind,
+        "name": training.metadata.name,
+        "uid": training.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_trainer_job(training: MnistTraining, config: Config) -> dict[str, Any]:
+    """The batch/v1 Job that runs one training; Kubernetes' Job controller does retries and deadlines."""
+    run_policy = training.spec.run_policy
+    labels = child_labels(training)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": run_policy.backoff_limit,
+        "suspend": run_policy.suspend,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": {"metadata": {"labels": labels}, "spec": build_pod_spec(training, config)},
+    }
+    if run_policy.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = run_policy.active_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(training),
+            "namespace": training.metadata.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(training)],
+        },
+        "spec": job_spec,
+    }
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """Exit codes a retry cannot fix fail the Job at once; evictions and preemptions are not failures."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": TRAINER_CONTAINER,
+                    "operator": "In",
+                    "values": codes_that_fail_at_once(),
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
+
+
+def build_pod_spec(training: MnistTraining, config: Config) -> dict[str, Any]:
+    spec = training.spec
+    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
+    if spec.resources.gpus and GPU_TOLERATION not in tolerations:
+        tolerations.append(dict(GPU_TOLERATION))
+    pod: dict[str, Any] = {
+        # Never: the Job controller makes a new pod per attempt, and podFailurePolicy requires it.
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "runAsGroup": config.run_as_user,
+            "fsGroup": config.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [build_trainer_container(training, config)],
+        "volumes": build_volumes(training),
+    }
+    if config.trainer_service_account:
+        pod["serviceAccountName"] = config.trainer_service_account
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if tolerations:
+        pod["tolerations"] = tolerations
+    return pod
+
+
+def build_trainer_container(training: MnistTraining, config: Config) -> dict[str, Any]:
+    env = pod_env(training, default_pushgateway_url=config.pushgateway_url)
+    env += [{"name": k, "value": v} for k, v in sorted(config.extra_env.items())]
+    return {
+        "name": TRAINER_CONTAINER,
+        "image": training.spec.image or config.trainer_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": list(config.trainer_command),
+        "env": env,
+        "resources": build_resources(training),
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_MOUNT_PATH},
+            {"name": "output", "mountPath": OUTPUT_MOUNT_PATH},
+            {"name": "tmp", "mountPath": TMP_MOUNT_PATH},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # The trainer writes its failure reason there; the log tail is the fallback for a crash.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def build_resources(training: MnistTraining) -> dict[str, dict[str, str]]:
+    wanted = training.spec.resources
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if wanted.cpu:
+        requests["cpu"] = wanted.cpu  # no CPU limit: CFS throttling slows training for nothing
+    if wanted.memory:
+        requests["memory"] = limits["memory"] = wanted.memory  # a clear OOMKilled beats node pressure
+    if wanted.gpus:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(wanted.gpus)
+    resources: dict[str, dict[str, str]] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def build_volumes(training: MnistTraining) -> list[dict[str, Any]]:
+    def volume(name: str, claim: str | None) -> dict[str, Any]:
+        if claim:
+            return {"name": name, "persistentVolumeClaim": {"claimName": claim}}
+        return {"name": name, "emptyDir": {}}
+
+    return [
+        volume("data", training.spec.dataset.cache_claim_name),
+        volume("output", training.spec.output.claim_name),
+        # The root filesystem is read-only; TensorFlow and Keras need a scratch /tmp.
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]

@@ -1,0 +1,80 @@
+"""The few Kubernetes API calls the operator makes, through the official client in worker threads.
+
+The client is built from an explicit configuration (in-cluster, or the file named by KUBECONFIG at call
+time, not at import time) and never from global state.
+"""
+
+import asyncio
+import os
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient, BatchV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+from mnist_api.resource import GROUP, PLURAL, VERSION
+
+
+def make_api_client() -> ApiClient:
+    configuration = kubernetes.client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
+    return ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, client: ApiClient) -> None:
+        self.batch = BatchV1Api(client)
+        self.custom = CustomObjectsApi(client)
+        self.requests = 0
+
+    async def create_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the Job, or return the one that exists (created by an earlier run of the operator)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            created = await self._call(self.batch.create_namespaced_job, namespace, body)
+            return created, True
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        existing = await self._call(self.batch.read_namespaced_job, name, namespace)
+        return existing, False
+
+    async def patch_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        await self._call(self.batch.patch_namespaced_job, name, namespace, {"spec": {"suspend": suspend}})
+
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+        )
+
+    async def delete_training(self, namespace: str, name: str, uid: str) -> None:
+        options = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body=options,
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        result = await asyncio.to_thread(method, *args, **kwargs)
+        return self.batch.api_client.sanitize_for_serialization(result)

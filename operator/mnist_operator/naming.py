@@ -1,0 +1,41 @@
+"""Deterministic names and labels of a training's children, so every reconcile finds what it made."""
+
+import hashlib
+from typing import Final
+
+from mnist_api import MnistTraining
+from mnist_api.resource import GROUP
+
+MAX_NAME: Final = 63  # Job names become label values, which are limited to 63 characters
+LABEL_NAME: Final = f"{GROUP}/name"
+LABEL_UID: Final = f"{GROUP}/uid"
+MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+OPERATOR_NAME: Final = "mnist-operator"
+TRAINER_CONTAINER: Final = "trainer"
+
+
+def child_name(parent: str, suffix: str) -> str:
+    """``<parent>-<suffix>``, shortened with a stable hash when it would pass 63 characters."""
+    name = f"{parent}-{suffix}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(parent.encode()).hexdigest()[:6]
+    keep = MAX_NAME - len(suffix) - len(digest) - 2
+    return f"{parent[:keep].rstrip('-')}-{digest}-{suffix}"
+
+
+def job_name(training: MnistTraining) -> str:
+    return child_name(training.metadata.name, "trainer")
+
+
+def child_labels(training: MnistTraining) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": "mnist-trainer",
+        "app.kubernetes.io/instance": training.metadata.name,
+        "app.kubernetes.io/component": "trainer",
+        MANAGED_BY: OPERATOR_NAME,
+        LABEL_NAME: training.metadata.name,
+    }
+    if training.metadata.uid:
+        labels[LABEL_UID] = training.metadata.uid
+    return labels

@@ -1,0 +1,214 @@
+"""The operator's behaviour, between kopf's handlers (thin) and the pure builders and reducer.
+
+Job and pod changes arrive from the watch streams into the Store; Pushgateway figures arrive from one
+shared Poller per Pushgateway; every change recomputes the training's status with the pure reducer and
+writes it only when it differs from what was last written.
+"""
+
+import asyncio
+import datetime
+import logging
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnist_api import MnistTraining, Phase, validate_resource
+
+from . import opmetrics
+from .builders import build_trainer_job
+from .config import Config
+from .kube import Kube
+from .naming import job_name
+from .pushgateway import Poller, RunKey, delete_group
+from .reducer import MetricsView, reduce_status
+from .state import Key, Store, plain
+
+log = logging.getLogger(__name__)
+FINAL_PHASES = {Phase.SUCCEEDED.value, Phase.FAILED.value}
+EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Operator:
+    config: Config
+    kube: Kube
+    post_event: EventPoster
+    now: Callable[[], str] = utc_now
+    store: Store = field(default_factory=Store)
+    pollers: dict[str, Poller] = field(default_factory=dict)
+    poller_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
+
+    # -- the resource -----------------------------------------------------------------------------
+    async def ensure_job(self, body: Mapping[str, Any]) -> str:
+        """Create the training's Job unless it exists; idempotent across operator restarts."""
+        training = validate_resource(plain(body))
+        job, created = await self.kube.create_job(build_trainer_job(training, self.config))
+        owners = [ref.get("uid") for ref in job["metadata"].get("ownerReferences") or []]
+        if training.metadata.uid not in owners:
+            raise RuntimeError(
+                f"Job {job['metadata']['name']} exists but belongs to another resource (uid {owners}); "
+                "it will be garbage-collected, retrying"
+            )
+        if created:
+            opmetrics.TRAININGS_CREATED.inc()
+            self.post_event(body, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
+        # The status follows from the Job's own watch event; writing it here too would only race kopf's
+        # bookkeeping patch of the same object.
+        self.store.update_training(body)
+        self._watch_pushgateway(training)
+        return str(job["metadata"]["name"])
+
+    async def set_suspended(self, body: Mapping[str, Any], suspend: bool) -> None:
+        training = validate_resource(plain(body))
+        await self.kube.patch_job_suspend(training.metadata.namespace, job_name(training), suspend)
+
+    async def training_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if event_type == "DELETED":
+            await self.forget(body)
+            return
+        key = self.store.update_training(body)
+        entry = self.store.get(key)
+        if entry is not None and entry.training is not None:
+            self._watch_pushgateway(entry.training)
+        await self.refresh(key)
+
+    async def forget(self, body: Mapping[str, Any]) -> None:
+        """The resource is gone: its children go by garbage collection, its metrics we delete here."""
+        metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+        key = (metadata.get("namespace", "default"), metadata.get("name", ""))
+        self.store.forget(key)
+        url = self._pushgateway_url((spec.get("metrics") or {}).get("pushgatewayUrl"))
+        if url and metadata.get("uid"):
+            job = (spec.get("metrics") or {}).get("job", "mnist")
+            await delete_group(url, job, key[0], key[1], metadata["uid"])
+
+    # -- children ---------------------------------------------------------------------------------
+    async def child_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = self.store.update_child(kind, event_type, body)
+        if key is not None:
+            await self.refresh(key)
+
+    # -- metrics ----------------------------------------------------------------------------------
+    def _pushgateway_url(self, override: str | None) -> str | None:
+        return (override or self.config.pushgateway_url or "").rstrip("/") or None
+
+    def _watch_pushgateway(self, training: MnistTraining) -> None:
+        url = self._pushgateway_url(training.spec.metrics.pushgateway_url)
+        if url is None or url in self.pollers:
+            return
+        poller = Poller(url, self.config.poll_interval_seconds, self._metrics_changed)
+        self.pollers[url] = poller
+        self.poller_tasks[url] = asyncio.create_task(poller.run(), name=f"poll {url}")
+
+    async def _metrics_changed(self, url: str, runs: set[RunKey] | None) -> None:
+        if runs is None:  # reachability changed: every training on this Pushgateway says so
+            keys = {
+                key
+                for key in self.store.keys()  # noqa: SIM118 - Store is not a dict
+                if (entry := self.store.get(key)) is not None
+                and entry.training is not None
+                and self._pushgateway_url(entry.training.spec.metrics.pushgateway_url) == url
+            }
+        else:
+            keys = {(namespace, name) for namespace, name, _ in runs}
+        await asyncio.gather(*(self.refresh(key) for key in keys))
+
+    def metrics_for(self, training: MnistTraining) -> MetricsView | None:
+        url = self._pushgateway_url(training.spec.metrics.pushgateway_url)
+        poller = self.pollers.get(url or "")
+        uid = training.metadata.uid
+        if poller is None or not uid or poller.polls == 0:
+            return None  # nothing to say yet, rather than "no metrics"
+        return poller.view((training.metadata.namespace, training.metadata.name, uid))
+
+    # -- status -----------------------------------------------------------------------------------
+    async def refresh(self, key: Key) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            entry = self.store.get(key)
+            if entry is None or entry.training is None:
+                return
+            previous = entry.written_status or {}
+            status = reduce_status(
+                entry.training,
+                entry.job,
+                list(entry.pods.values()),
+                self.metrics_for(entry.training),
+                previous,
+                self.now(),
+            )
+            if _same(status, previous):
+                return
+            # A merge patch keeps keys it does not mention: null out the ones that went away.
+            patch = {**{k: None for k in previous if k not in status}, **status}
+            await self.kube.patch_training_status(key[0], key[1], patch)
+            opmetrics.STATUS_PATCHES.inc()
+            entry.written_status = status
+            self._announce(entry.training, previous, status)
+
+    def _announce(
+        self, training: MnistTraining, previous: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> None:
+        before, after = previous.get("phase"), status.get("phase")
+        retries_before, retries_after = previous.get("attempts") or 0, status.get("attempts") or 0
+        if retries_after > max(retries_before, 1) and after not in FINAL_PHASES:
+            opmetrics.TRAINER_RETRIES.inc()
+            self.post_event(
+                _ref(training),
+                "Warning",
+                "TrainerRetried",
+                f"attempt {retries_after}: {status.get('message')}",
+            )
+        if before == after:
+            return
+        kind = "Warning" if after == Phase.FAILED.value else "Normal"
+        self.post_event(_ref(training), kind, str(after), str(status.get("message") or after))
+        if after in FINAL_PHASES:
+            opmetrics.TRAININGS_FINISHED.labels(after).inc()
+        phases = Tally(
+            (e.written_status or {}).get("phase", "Pending")
+            for k in self.store.keys()  # noqa: SIM118 - Store is not a dict
+            if (e := self.store.get(k)) is not None
+        )
+        for phase in Phase:
+            opmetrics.TRAININGS_BY_PHASE.labels(phase.value).set(phases.get(phase.value, 0))
+
+    # -- cleanup ----------------------------------------------------------------------------------
+    async def expire_if_due(self, body: Mapping[str, Any]) -> bool:
+        """Delete a finished training once ``spec.runPolicy.ttlSecondsAfterFinished`` has passed."""
+        training = validate_resource(plain(body))
+        ttl = training.spec.run_policy.ttl_seconds_after_finished
+        status = body.get("status") or {}
+        finished = status.get("completionTime")
+        uid = training.metadata.uid
+        if ttl is None or status.get("phase") not in FINAL_PHASES or not finished or not uid:
+            return False
+        done = datetime.datetime.fromisoformat(str(finished).replace("Z", "+00:00"))
+        if datetime.datetime.now(datetime.UTC) < done + datetime.timedelta(seconds=ttl):
+            return False
+        await self.kube.delete_training(training.metadata.namespace, training.metadata.name, uid)
+        return True
+
+    async def stop(self) -> None:
+        for task in self.poller_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.poller_tasks.values(), return_exceptions=True)
+
+
+def _same(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
+    return dict(status) == {k: v for k, v in previous.items() if k in status or v is not None}
+
+
+def _ref(training: MnistTraining) -> dict[str, Any]:
+    meta = training.metadata
+    return {
+        "apiVersion": training.api_version,
+        "kind": training.kind,
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+    }

@@ -1,0 +1,277 @@
+"""The pure status reducer: (resource, Job, pods, pushed metrics) -> the resource's whole status.
+
+Each condition is looked up by type, never by position, and keeps its lastTransitionTime while its status
+does not change. Figures pushed by the trainer survive a Pushgateway that forgot them (a restart):
+when no metrics are found the previous status' figures stay.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mnist_api import ConditionType, MnistTraining, Phase, describe_exit_code
+from mnist_api.layout import MODEL_KERAS_FILE
+from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
+
+from .naming import TRAINER_CONTAINER
+
+FIGURE_DIGITS = 4
+IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+WAITING_PROBLEMS = IMAGE_PULL_REASONS | {
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "CrashLoopBackOff",
+}
+
+
+@dataclass(frozen=True)
+class MetricsView:
+    """What the Pushgateway holds for one run: gauge values by metric name, or why there are none."""
+
+    values: Mapping[str, float]
+    reachable: bool = True
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    reason: str
+    message: str
+
+
+def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's order
+    training: MnistTraining,
+    job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    metrics: MetricsView | None,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    previous = previous or {}
+    outcome = job_outcome(job, pods)
+    latest_pod = _latest(pods)
+    status: dict[str, Any] = {
+        "phase": outcome.phase.value,
+        "epochs": training.spec.epochs,
+        "observedGeneration": training.metadata.generation,
+        "message": outcome.message,
+    }
+    status.update(_figures(training, metrics, previous))
+    status["progress"] = f"{status.get('epoch') or 0}/{training.spec.epochs}"
+    if job is not None:
+        job_status = job.get("status") or {}
+        status["jobName"] = job["metadata"]["name"]
+        status["attempts"] = int(job_status.get("failed", 0)) + int(
+            bool(job_status.get("active") or job_status.get("succeeded"))
+        )
+        status["startTime"] = job_status.get("startTime")
+        status["completionTime"] = job_status.get("completionTime") or _condition_time(job, "Failed")
+    if latest_pod is not None:
+        status["podName"] = latest_pod["metadata"]["name"]
+    claim = training.spec.output.claim_name
+    if outcome.phase is Phase.SUCCEEDED and claim:
+        meta = training.metadata
+        status["modelPath"] = f"pvc://{claim}/{meta.namespace}/{meta.name}/{MODEL_KERAS_FILE}"
+    status["conditions"] = _conditions(training, job, outcome, metrics, previous, now)
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Outcome:
+    if job is None:
+        return Outcome(Phase.PENDING, "JobNotCreated", "the trainer Job does not exist yet")
+    if _job_condition(job, "Complete"):
+        return Outcome(Phase.SUCCEEDED, "Completed", "training, evaluation and export succeeded")
+    failed = _job_condition(job, "Failed")
+    if failed:
+        return Outcome(Phase.FAILED, *_failure(failed, pods))
+    if (job.get("spec") or {}).get("suspend"):
+        return Outcome(Phase.SUSPENDED, "Suspended", "spec.runPolicy.suspend is true: no pod runs")
+    latest = _latest(pods)
+    if latest is not None:
+        waiting = _trainer_state(latest).get("waiting") or {}
+        if waiting.get("reason") in WAITING_PROBLEMS:
+            return Outcome(Phase.PENDING, waiting["reason"], waiting.get("message") or waiting["reason"])
+        if (latest.get("status") or {}).get("phase") == "Running":
+            return Outcome(Phase.RUNNING, "TrainerRunning", f"pod {latest['metadata']['name']} is training")
+    if (job.get("status") or {}).get("failed"):
+        return Outcome(
+            Phase.PENDING, "Retrying", _last_failure_message(pods) or "a failed attempt is retried"
+        )
+    return Outcome(Phase.PENDING, "PodPending", "waiting for the trainer pod to be scheduled and started")
+
+
+def _failure(condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    reason = condition.get("reason") or "Failed"
+    message = condition.get("message") or ""
+    cause = _pod_failure_cause(pods)
+    if reason in ("PodFailurePolicy", "BackoffLimitExceeded") and cause is not None:
+        cause_reason, cause_message = cause
+        prefix = "" if reason == "PodFailurePolicy" else "backoff limit reached; last attempt: "
+        return cause_reason, prefix + cause_message
+    if reason == "DeadlineExceeded":
+        return "DeadlineExceeded", message or "spec.runPolicy.activeDeadlineSeconds passed"
+    return reason, message or reason
+
+
+def _pod_failure_cause(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    for pod in sorted(pods, key=_created, reverse=True):
+        status = pod.get("status") or {}
+        if status.get("reason") == "Evicted":
+            return "Evicted", status.get("message") or "the pod was evicted"
+        terminated = _trainer_state(pod).get("terminated")
+        if terminated and terminated.get("exitCode", 0) != 0:
+            if terminated.get("reason") == "OOMKilled":
+                return "OOMKilled", "the trainer ran out of memory: raise spec.resources.memory"
+            info = describe_exit_code(int(terminated["exitCode"]))
+            detail = (terminated.get("message") or "").strip().splitlines()
+            text = f"exit code {terminated['exitCode']}: {info.description}"
+            return info.reason, text + (f" ({detail[-1]})" if detail else "")
+    return None
+
+
+def _last_failure_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    cause = _pod_failure_cause(pods)
+    return f"retrying after {cause[0]}: {cause[1]}" if cause else None
+
+
+def _figures(
+    training: MnistTraining, metrics: MetricsView | None, previous: Mapping[str, Any]
+) -> dict[str, Any]:
+    names = {
+        "epoch": (TRAIN_STAGE, "epochs_count"),
+        "accuracy": (TRAIN_STAGE, "accuracy"),
+        "loss": (TRAIN_STAGE, "loss"),
+        "valAccuracy": (TRAIN_STAGE, "val_accuracy"),
+        "valLoss": (TRAIN_STAGE, "val_loss"),
+        "elapsedSeconds": (TRAIN_STAGE, "elapsed_time_seconds"),
+        "modelParameters": (TRAIN_STAGE, "model_parameters_count"),
+        "testAccuracy": (TEST_STAGE, "accuracy"),
+        "testLoss": (TEST_STAGE, "loss"),
+    }
+    prefix = training.spec.metrics.prefix
+    values = metrics.values if metrics is not None else {}
+    figures: dict[str, Any] = {}
+    for field, (stage, name) in names.items():
+        value = values.get(metric_name(prefix, stage, name))
+        if value is None:
+            figures[field] = previous.get(field)
+        elif field in ("epoch", "modelParameters"):
+            figures[field] = int(value)
+        else:
+            figures[field] = round(float(value), 1 if field == "elapsedSeconds" else FIGURE_DIGITS)
+    return figures
+
+
+def _conditions(  # noqa: PLR0917
+    training: MnistTraining,
+    job: Mapping[str, Any] | None,
+    outcome: Outcome,
+    metrics: MetricsView | None,
+    previous: Mapping[str, Any],
+    now: str,
+) -> list[dict[str, Any]]:
+    phase = outcome.phase
+    wanted: list[tuple[ConditionType, bool, str, str]] = [
+        (
+            ConditionType.CREATED,
+            job is not None,
+            "JobCreated" if job is not None else "JobNotCreated",
+            f"Job {job['metadata']['name']}" if job is not None else "waiting for the Job to be created",
+        ),
+        (ConditionType.RUNNING, phase is Phase.RUNNING, outcome.reason, outcome.message),
+        (ConditionType.SUCCEEDED, phase is Phase.SUCCEEDED, outcome.reason, outcome.message),
+        (ConditionType.FAILED, phase is Phase.FAILED, outcome.reason, outcome.message),
+        (ConditionType.SUSPENDED, phase is Phase.SUSPENDED, outcome.reason, outcome.message),
+    ]
+    if metrics is not None:
+        if not metrics.reachable:
+            wanted.append(
+                (
+                    ConditionType.METRICS_AVAILABLE,
+                    False,
+                    "PushgatewayUnreachable",
+                    metrics.error or "unreachable",
+                )
+            )
+        elif metrics.values:
+            wanted.append(
+                (ConditionType.METRICS_AVAILABLE, True, "MetricsFound", "the trainer's metrics are in")
+            )
+        else:
+            wanted.append((ConditionType.METRICS_AVAILABLE, False, "NoMetricsYet", "nothing pushed yet"))
+    if training.spec.output.claim_name:
+        wanted.append(
+            (ConditionType.MODEL_PERSISTENT, True, "PersistentVolumeClaim", training.spec.output.claim_name)
+        )
+    else:
+        wanted.append(
+            (
+                ConditionType.MODEL_PERSISTENT,
+                False,
+                "EmptyDirOutput",
+                "spec.output.claimName is unset: the model is written to an emptyDir and lost with the pod",
+            )
+        )
+    before = {c.get("type"): c for c in previous.get("conditions") or []}
+    conditions = []
+    for kind, is_true, reason, message in wanted:
+        status = "True" if is_true else "False"
+        old = before.get(str(kind)) or {}
+        changed = old.get("status") != status
+        conditions.append(
+            {
+                "type": str(kind),
+                "status": status,
+                "reason": reason
+                if is_true or kind in _EXPLAINED_WHEN_FALSE
+                else _NOT_YET[ConditionType(kind)],
+                "message": message if is_true or kind in _EXPLAINED_WHEN_FALSE else "",
+                "lastTransitionTime": now
+                if changed or not old.get("lastTransitionTime")
+                else old["lastTransitionTime"],
+                "observedGeneration": training.metadata.generation,
+            }
+        )
+    return [{k: v for k, v in c.items() if v is not None} for c in conditions]
+
+
+_EXPLAINED_WHEN_FALSE = {
+    ConditionType.CREATED,
+    ConditionType.METRICS_AVAILABLE,
+    ConditionType.MODEL_PERSISTENT,
+}
+_NOT_YET = {
+    ConditionType.RUNNING: "NotRunning",
+    ConditionType.SUCCEEDED: "NotSucceeded",
+    ConditionType.FAILED: "NotFailed",
+    ConditionType.SUSPENDED: "NotSuspended",
+}
+
+
+def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def _condition_time(job: Mapping[str, Any], kind: str) -> str | None:
+    condition = _job_condition(job, kind)
+    return condition.get("lastTransitionTime") if condition else None
+
+
+def _trainer_state(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") == TRAINER_CONTAINER:
+            state: Mapping[str, Any] = container.get("state") or {}
+            return state
+    return {}
+
+
+def _created(pod: Mapping[str, Any]) -> str:
+    return str(pod["metadata"].get("creationTimestamp") or "")
+
+
+def _latest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return max(pods, key=lambda p: (_created(p), p["metadata"]["name"]), default=None)

@@ -1,0 +1,85 @@
+"""What the operator knows of each training: the resource, its Job and pods (kept from the watch streams,
+so reflecting status costs no extra API reads), and the status it last wrote."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnist_api import MnistTraining, validate_resource
+
+from .naming import LABEL_NAME, LABEL_UID
+
+Key = tuple[str, str]  # namespace, name
+
+
+@dataclass
+class Tracked:
+    training: MnistTraining | None = None
+    job: dict[str, Any] | None = None
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    written_status: dict[str, Any] | None = None
+
+
+class Store:
+    def __init__(self) -> None:
+        self._entries: dict[Key, Tracked] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Key) -> Tracked | None:
+        return self._entries.get(key)
+
+    def keys(self) -> list[Key]:
+        return list(self._entries)
+
+    def update_training(self, body: Mapping[str, Any]) -> Key:
+        training = validate_resource(plain(body))
+        key = (training.metadata.namespace, training.metadata.name)
+        entry = self._entries.setdefault(key, Tracked())
+        if entry.training is not None and entry.training.metadata.uid != training.metadata.uid:
+            self._entries[key] = entry = Tracked()  # a new resource reusing the name
+        entry.training = training
+        if entry.written_status is None:
+            entry.written_status = dict(body.get("status") or {})
+        return key
+
+    def forget(self, key: Key) -> None:
+        self._entries.pop(key, None)
+
+    def update_child(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
+        """Record a Job or pod event; returns the training it belongs to, if known by label."""
+        metadata = body.get("metadata") or {}
+        parent = (metadata.get("labels") or {}).get(LABEL_NAME)
+        if not parent:
+            return None
+        key = (metadata.get("namespace") or "default", parent)
+        entry = self._entries.setdefault(key, Tracked())
+        if entry.training is not None and not _owned_by(body, entry.training.metadata.uid):
+            return None  # a leftover of a deleted resource of the same name
+        deleted = event_type == "DELETED"
+        if kind == "job":
+            entry.job = None if deleted else plain(body)
+        elif deleted:
+            entry.pods.pop(metadata["name"], None)
+        else:
+            entry.pods[metadata["name"]] = plain(body)
+        return key
+
+
+def _owned_by(body: Mapping[str, Any], uid: str | None) -> bool:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return uid is None or labels.get(LABEL_UID) in (None, uid)
+
+
+def plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy as plain dicts and lists: kopf's bodies are read-only views, pydantic wants JSON."""
+    return {key: _plain_value(value) for key, value in body.items()}
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return plain(value)
+    if isinstance(value, list | tuple):
+        return [_plain_value(item) for item in value]
+    return value

@@ -1,0 +1,166 @@
+"""Every field of the trainer Job, built purely from the resource and the operator's Config."""
+
+from typing import Any
+
+import pytest
+
+from mnist_api import TrainerConfig, load_manifests
+from mnist_api.exit_codes import ExitCode
+from mnist_operator.builders import build_trainer_job
+from mnist_operator.config import Config
+from mnist_operator.naming import child_name
+
+CONFIG = Config(trainer_image="registry.example/trainer:1", pushgateway_url="http://pgw.monitoring:9091")
+
+
+def training(spec: str = "{}", name: str = "digits") -> Any:
+    text = (
+        "apiVersion: training.mnist-operator.io/v1alpha1\nkind: MnistTraining\n"
+        f"metadata: {{name: {name}, namespace: team-a, uid: 1234-abcd, generation: 2}}\nspec: {spec}\n"
+    )
+    return load_manifests(text)[0]
+
+
+def pod_spec(job: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = job["spec"]["template"]["spec"]
+    return spec
+
+
+def test_job_identity_labels_and_owner() -> None:
+    job = build_trainer_job(training(), CONFIG)
+    assert job["metadata"]["name"] == "digits-trainer"
+    assert job["metadata"]["namespace"] == "team-a"
+    assert job["metadata"]["labels"]["training.mnist-operator.io/name"] == "digits"
+    assert job["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mnist-operator"
+    assert job["spec"]["template"]["metadata"]["labels"] == job["metadata"]["labels"]
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "training.mnist-operator.io/v1alpha1",
+        "kind": "MnistTraining",
+        "name": "digits",
+        "uid": "1234-abcd",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_the_job_is_the_same_every_time() -> None:
+    assert build_trainer_job(training(), CONFIG) == build_trainer_job(training(), CONFIG)
+
+
+def test_run_policy_maps_onto_the_job() -> None:
+    job = build_trainer_job(
+        training("{runPolicy: {backoffLimit: 5, activeDeadlineSeconds: 600, suspend: true}}"), CONFIG
+    )
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"], job["spec"]["suspend"]) == (
+        5,
+        600,
+        True,
+    )
+    assert "activeDeadlineSeconds" not in build_trainer_job(training(), CONFIG)["spec"]
+
+
+def test_pod_failure_policy_fails_at_once_on_final_exit_codes_and_ignores_disruptions() -> None:
+    rules = build_trainer_job(training(), CONFIG)["spec"]["podFailurePolicy"]["rules"]
+    fail, ignore = rules
+    assert fail["action"] == "FailJob" and fail["onExitCodes"]["containerName"] == "trainer"
+    assert ExitCode.DATA_UNAVAILABLE in fail["onExitCodes"]["values"]
+    assert ExitCode.RELEASE_CRITERIA_NOT_MET in fail["onExitCodes"]["values"]
+    assert ExitCode.METRICS_UNAVAILABLE not in fail["onExitCodes"]["values"]
+    assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    assert pod_spec(build_trainer_job(training(), CONFIG))["restartPolicy"] == "Never"
+
+
+def test_container_image_command_and_environment() -> None:
+    job = build_trainer_job(training("{image: mine/trainer:2, epochs: 9}"), CONFIG)
+    (container,) = pod_spec(job)["containers"]
+    assert container["image"] == "mine/trainer:2"
+    assert container["command"] == ["python", "-m", "mnist_trainer"]
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    config = TrainerConfig.from_env(plain)
+    assert (config.epochs, config.uid, config.pushgateway_url) == (
+        9,
+        "1234-abcd",
+        "http://pgw.monitoring:9091",
+    )
+    assert config.data_dir == "/var/lib/mnist/data" and config.output_dir == "/var/lib/mnist/output"
+    assert (
+        build_trainer_job(training(), CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == CONFIG.trainer_image
+    )
+
+
+def test_cpu_training_requests_cpu_and_memory_without_a_cpu_limit() -> None:
+    (container,) = pod_spec(build_trainer_job(training("{resources: {cpu: '2', memory: 3Gi}}"), CONFIG))[
+        "containers"
+    ]
+    assert container["resources"] == {"requests": {"cpu": "2", "memory": "3Gi"}, "limits": {"memory": "3Gi"}}
+    assert "tolerations" not in pod_spec(build_trainer_job(training(), CONFIG))
+
+
+def test_gpu_training_requests_gpus_and_tolerates_the_gpu_taint() -> None:
+    spec = (
+        "{resources: {gpus: 2}, nodeSelector: {node.kubernetes.io/instance-type: g5.xlarge},"
+        " tolerations: [{key: dedicated, operator: Equal, value: ml, effect: NoSchedule}]}"
+    )
+    pod = pod_spec(build_trainer_job(training(spec), CONFIG))
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "g5.xlarge"}
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    ]
+
+
+def test_pods_are_locked_down() -> None:
+    pod = pod_spec(build_trainer_job(training(), CONFIG))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    container = pod["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"data": "/var/lib/mnist/data", "output": "/var/lib/mnist/output", "tmp": "/tmp"}
+
+
+def test_volumes_use_claims_when_given_and_empty_dirs_otherwise() -> None:
+    volumes = {v["name"]: v for v in pod_spec(build_trainer_job(training(), CONFIG))["volumes"]}
+    assert "emptyDir" in volumes["data"] and "emptyDir" in volumes["output"]
+    spec = "{dataset: {cacheClaimName: mnist-cache}, output: {claimName: models}}"
+    volumes = {v["name"]: v for v in pod_spec(build_trainer_job(training(spec), CONFIG))["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "mnist-cache"}
+    assert volumes["output"]["persistentVolumeClaim"] == {"claimName": "models"}
+
+
+def test_auth_secret_reaches_the_pod_as_secret_references() -> None:
+    (container,) = pod_spec(build_trainer_job(training("{metrics: {authSecretRef: {name: pgw}}}"), CONFIG))[
+        "containers"
+    ]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert refs["MNIST_PUSHGATEWAY_PASSWORD"] == {"name": "pgw", "key": "password"}
+
+
+def test_long_names_are_shortened_stably_within_63_characters() -> None:
+    long = "a" * 63
+    name = child_name(long, "trainer")
+    assert len(name) <= 63 and name.endswith("-trainer") and name == child_name(long, "trainer")
+    assert child_name("a" * 62 + "b", "trainer") != name
+
+
+def test_a_resource_without_uid_cannot_own_children() -> None:
+    with pytest.raises(ValueError, match="no uid"):
+        build_trainer_job(
+            load_manifests(
+                "apiVersion: training.mnist-operator.io/v1alpha1\nkind: MnistTraining\nmetadata: {name: x}\n"
+            )[0],
+            CONFIG,
+        )
