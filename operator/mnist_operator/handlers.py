@@ -94,6 +94,6 @@ def _has_ttl(spec: kopf.Spec, **_: Any) -> bool:
     return spec.get("runPolicy", {}).get("ttlSecondsAfterFinished") is not None
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=15, idle=5, when=_has_ttl)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_has_ttl)
 async def expire_finished(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await memo.operator.expire_if_due(body)

@@ -8,7 +8,6 @@ writes it only when it differs from what was last written.
 import asyncio
 import datetime
 import logging
-from collections import Counter as Tally
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +59,7 @@ class Operator:
             self.post_event(body, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
         # The status follows from the Job's own watch event; writing it here too would only race kopf's
         # bookkeeping patch of the same object.
-        self.store.update_training(body)
+        self._track(body)
         self._watch_pushgateway(training)
         return str(job["metadata"]["name"])
 
@@ -72,16 +71,29 @@ class Operator:
         if event_type == "DELETED":
             await self.forget(body)
             return
-        key = self.store.update_training(body)
+        key = self._track(body)
         entry = self.store.get(key)
         if entry is not None and entry.training is not None:
             self._watch_pushgateway(entry.training)
         await self.refresh(key)
 
+    def _track(self, body: Mapping[str, Any]) -> Key:
+        """Store the resource; one seen for the first time (e.g. after a restart) counts in its phase."""
+        metadata = body.get("metadata") or {}
+        known = self.store.get((metadata.get("namespace", "default"), metadata.get("name", "")))
+        key = self.store.update_training(body)
+        phase = (body.get("status") or {}).get("phase")
+        if (known is None or known.training is None) and phase:
+            opmetrics.TRAININGS_BY_PHASE.labels(phase).inc()
+        return key
+
     async def forget(self, body: Mapping[str, Any]) -> None:
         """The resource is gone: its children go by garbage collection, its metrics we delete here."""
         metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
         key = (metadata.get("namespace", "default"), metadata.get("name", ""))
+        entry = self.store.get(key)
+        if entry is not None and entry.written_status and entry.written_status.get("phase"):
+            opmetrics.TRAININGS_BY_PHASE.labels(entry.written_status["phase"]).dec()
         self.store.forget(key)
         url = self._pushgateway_url((spec.get("metrics") or {}).get("pushgatewayUrl"))
         if url and metadata.get("uid"):
@@ -171,13 +183,10 @@ class Operator:
         self.post_event(_ref(training), kind, str(after), str(status.get("message") or after))
         if after in FINAL_PHASES:
             opmetrics.TRAININGS_FINISHED.labels(after).inc()
-        phases = Tally(
-            (e.written_status or {}).get("phase", "Pending")
-            for k in self.store.keys()  # noqa: SIM118 - Store is not a dict
-            if (e := self.store.get(k)) is not None
-        )
-        for phase in Phase:
-            opmetrics.TRAININGS_BY_PHASE.labels(phase.value).set(phases.get(phase.value, 0))
+        # Moved from one phase to the other: O(1) per transition, whatever the number of trainings.
+        if before:
+            opmetrics.TRAININGS_BY_PHASE.labels(before).dec()
+        opmetrics.TRAININGS_BY_PHASE.labels(after).inc()
 
     # -- cleanup ----------------------------------------------------------------------------------
     async def expire_if_due(self, body: Mapping[str, Any]) -> bool:

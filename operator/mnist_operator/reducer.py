@@ -92,9 +92,13 @@ def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
         waiting = _trainer_state(latest).get("waiting") or {}
         if waiting.get("reason") in WAITING_PROBLEMS:
             return Outcome(Phase.PENDING, waiting["reason"], waiting.get("message") or waiting["reason"])
-        if (latest.get("status") or {}).get("phase") == "Running":
+        pod_phase = (latest.get("status") or {}).get("phase")
+        if pod_phase == "Running":
             return Outcome(Phase.RUNNING, "TrainerRunning", f"pod {latest['metadata']['name']} is training")
-    if (job.get("status") or {}).get("failed"):
+        if pod_phase == "Succeeded":
+            # The pod is done before the Job controller marks the Job complete: not a step back.
+            return Outcome(Phase.RUNNING, "TrainerFinished", "the trainer succeeded; the Job is completing")
+    if (job.get("status") or {}).get("failed") or (latest is not None and _pod_phase(latest) == "Failed"):
         return Outcome(
             Phase.PENDING, "Retrying", _last_failure_message(pods) or "a failed attempt is retried"
         )
@@ -267,6 +271,11 @@ def _trainer_state(pod: Mapping[str, Any]) -> Mapping[str, Any]:
             state: Mapping[str, Any] = container.get("state") or {}
             return state
     return {}
+
+
+def _pod_phase(pod: Mapping[str, Any]) -> str | None:
+    phase: str | None = (pod.get("status") or {}).get("phase")
+    return phase
 
 
 def _created(pod: Mapping[str, Any]) -> str:

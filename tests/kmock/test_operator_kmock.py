@@ -2,6 +2,7 @@
 metrics pushed to a real Pushgateway → live figures; delete → the Pushgateway group is gone."""
 
 import asyncio
+import urllib.request
 from typing import Any
 
 import kmock
@@ -15,7 +16,7 @@ from mnist_operator.builders import build_trainer_job
 from mnist_operator.config import Config
 from mnist_operator.naming import child_labels
 from tests.kmock.conftest import Api, eventually, running_operator
-from tests.support.servers import Pushgateway, start_pushgateway
+from tests.support.servers import Pushgateway, free_port, start_pushgateway
 
 pytestmark = pytest.mark.asyncio
 TRAININGS = "/apis/training.mnist-operator.io/v1alpha1/namespaces/ml/mnisttrainings"
@@ -86,8 +87,14 @@ async def test_an_operator_restart_creates_no_duplicate(
 
 
 async def test_job_status_and_pushed_metrics_become_the_resource_status(
-    kube: kmock.KubernetesEmulator, api: Api, gateway: Pushgateway, operator_env: dict[str, str]
+    kube: kmock.KubernetesEmulator,
+    api: Api,
+    gateway: Pushgateway,
+    operator_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    metrics_port = free_port()
+    monkeypatch.setenv("MNIST_OPERATOR_METRICS_PORT", str(metrics_port))
     registry = CollectorRegistry()
     figures = {"epochs_count": 2, "accuracy": 0.91234, "loss": 0.25, "val_accuracy": 0.93, "val_loss": 0.2}
     for name, value in figures.items():
@@ -148,6 +155,12 @@ async def test_job_status_and_pushed_metrics_become_the_resource_status(
         conditions = {c["type"]: c["status"] for c in status()["conditions"]}
         assert conditions["Succeeded"] == "True" and conditions["Running"] == "False"
         assert conditions["MetricsAvailable"] == "True"
+        # The operator's own metrics, as Prometheus would scrape them.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+            exposition = reply.read().decode()
+        assert sample(exposition, "mnist_operator_trainings_created_total") >= 1
+        assert sample(exposition, 'mnist_operator_trainings_finished_total{phase="Succeeded"}') >= 1
+        assert sample(exposition, 'mnist_operator_trainings{phase="Succeeded"}') >= 1
 
 
 async def test_pushgateway_outage_is_a_condition_not_a_crash(
@@ -189,6 +202,11 @@ async def test_delete_removes_the_runs_pushgateway_group(
             what="group deleted",
         )
     assert [g["labels"]["training"] for g in gateway.groups() if "training" in g["labels"]] == ["other"]
+
+
+def sample(exposition: str, name: str) -> float:
+    (line,) = [line for line in exposition.splitlines() if line.startswith(name + " ")]
+    return float(line.rsplit(" ", 1)[1])
 
 
 def build_labels() -> dict[str, str]:

@@ -156,6 +156,18 @@ def test_a_retry_in_progress_is_pending_and_counts_attempts() -> None:
     assert "Interrupted" in status["message"]
 
 
+def test_a_finished_pod_before_the_job_completes_is_not_a_step_back() -> None:
+    pods = [pod("p1", NOW, "Succeeded", terminated={"exitCode": 0})]
+    status = reduce_status(training(), job(active=0), pods, None, None, NOW)
+    assert status["phase"] == "Running" and condition(status, "Running")["reason"] == "TrainerFinished"
+
+
+def test_a_failed_pod_the_job_has_not_counted_yet_is_a_retry() -> None:
+    pods = [pod("p1", NOW, "Failed", terminated={"exitCode": 1})]
+    status = reduce_status(training(), job(active=0), pods, None, None, NOW)
+    assert status["phase"] == "Pending" and "retrying after TrainerError" in status["message"]
+
+
 def test_image_pull_problems_surface_while_pending() -> None:
     waiting = {"reason": "ImagePullBackOff", "message": "Back-off pulling image trainer:nope"}
     status = reduce_status(
