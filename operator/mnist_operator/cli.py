@@ -12,7 +12,7 @@ import yaml
 from mnist_api import ManifestError, MnistTraining, load_manifest_file, validate_resource
 
 from .config import ConfigError
-from .local import LocalRunError, local_environment, local_pushgateway, run_trainer
+from .local import LocalRunError, local_environment, local_pushgateway, train_locally
 
 
 def apply_overrides(resource: MnistTraining, assignments: list[str]) -> MnistTraining:
@@ -38,8 +38,18 @@ def local_command(args: argparse.Namespace) -> int:
             url = stack.enter_context(local_pushgateway())
             print(f"mnist-operator: Pushgateway at {url} (curl -s {url}/metrics | grep gangplank_train)")
         for training in trainings:
-            env = local_environment(training, Path(args.runs_dir), url)
-            code = run_trainer(env, os.environ)
+            runs = Path(args.runs_dir)
+            env = local_environment(training, runs, url)
+            log = runs / training.metadata.namespace / training.metadata.name / "trainer.log"
+            code = train_locally(
+                training,
+                env,
+                base_environ=os.environ,
+                pushgateway_url=url,
+                log_path=log,
+                out=sys.stdout,
+                show_logs=args.logs,
+            )
             if code != 0:
                 return code
     return 0
@@ -74,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pushgateway", metavar="URL", help="push metrics here instead of a local Pushgateway"
     )
     local.add_argument("--no-pushgateway", action="store_true", help="push no metrics (metrics.json only)")
+    local.add_argument("--logs", action="store_true", help="show the trainer's log under the status rows")
     local.set_defaults(handler=local_command)
     run = commands.add_parser("run", help="run the operator (settings: MNIST_OPERATOR_* variables)")
     run.add_argument(

@@ -2,24 +2,36 @@
 
 The manifest goes through the same loader and schema as on the API server; the trainer runs as a child
 process with exactly the environment its pod would get (the run's files land in ``runs/<namespace>/<name>/``);
-a Pushgateway is started on a free loopback port when none is given. Running the same command again
-resumes from the last finished epoch: the local uid is stable, so the run's backup is found again.
+a Pushgateway is started on a free loopback port when none is given; the status comes from the same
+reducer as the operator's, fed with the Job and pod the cluster would report for the child process, and
+is printed with the CRD's own printer columns. Running the same command again resumes from the last
+finished epoch: the local uid is stable, so the run's backup is found again.
 """
 
 import contextlib
+import datetime
 import importlib.util
+import json
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
-from mnist_api import MnistTraining
+from mnist_api import MnistTraining, describe_exit_code
 from mnist_api.env import trainer_config
+
+from . import printer
+from .naming import TRAINER_CONTAINER
+from .pushgateway import parse_groups
+from .reducer import MetricsView, reduce_status
 
 LOCAL_UID = "local"
 PUSHGATEWAY_INSTALL_HINT = "apt-get install prometheus-pushgateway (or pass --pushgateway URL)"
@@ -79,15 +91,177 @@ def local_pushgateway() -> Iterator[str]:
         process.wait(10)
 
 
-def run_trainer(env: Mapping[str, str], base_environ: Mapping[str, str]) -> int:
-    """Run ``python -m mnist_trainer`` in the foreground; Ctrl-C stops it cleanly (SIGTERM)."""
+@dataclass(frozen=True)
+class TrainerProcess:
+    """What local mode knows of its child process, in the terms the cluster would use."""
+
+    pod_name: str
+    started: str
+    exit_code: int | None = None
+    finished: str | None = None
+
+
+def local_children(process: TrainerProcess | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The Job and pod the Job controller and the kubelet would report for this process.
+
+    Local mode does not retry, so a failure fails the "Job" at once, as the podFailurePolicy does for the
+    codes that no retry can fix; running the command again is the retry (it resumes).
+    """
+    if process is None:
+        return None, []
+    job_status: dict[str, Any] = {"startTime": process.started}
+    state: dict[str, Any]
+    if process.exit_code is None:
+        job_status["active"] = 1
+        pod_phase, state = "Running", {"running": {"startedAt": process.started}}
+    else:
+        terminated = {"exitCode": process.exit_code, "finishedAt": process.finished}
+        state = {"terminated": terminated}
+        if process.exit_code == 0:
+            pod_phase = "Succeeded"
+            job_status.update(succeeded=1, completionTime=process.finished)
+            job_status["conditions"] = [
+                {"type": "Complete", "status": "True", "lastTransitionTime": process.finished}
+            ]
+        else:
+            pod_phase = "Failed"
+            job_status["failed"] = 1
+            job_status["conditions"] = [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "PodFailurePolicy",
+                    "lastTransitionTime": process.finished,
+                }
+            ]
+    job = {"metadata": {"name": process.pod_name}, "spec": {"suspend": False}, "status": job_status}
+    pod = {
+        "metadata": {"name": process.pod_name, "creationTimestamp": process.started},
+        "status": {"phase": pod_phase, "containerStatuses": [{"name": TRAINER_CONTAINER, "state": state}]},
+    }
+    return job, [pod]
+
+
+def read_metrics(pushgateway_url: str | None, training: MnistTraining) -> MetricsView | None:
+    """One GET of every group, as the operator's poller does."""
+    if not pushgateway_url:
+        return None
+    try:
+        with urllib.request.urlopen(pushgateway_url + "/api/v1/metrics", timeout=5) as reply:
+            groups = json.load(reply).get("data") or []
+    except (OSError, ValueError) as error:
+        return MetricsView({}, reachable=False, error=f"cannot read {pushgateway_url}: {error}")
+    meta = training.metadata
+    return MetricsView(parse_groups(groups).get((meta.namespace, meta.name, meta.uid or LOCAL_UID), {}))
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LiveTable:
+    """Prints the header once and a row whenever the status changes, like ``kubectl get -w``."""
+
+    def __init__(self, out: TextIO, wide: bool = False) -> None:
+        self.out, self.wide = out, wide
+        self._last: list[str] | None = None
+        self._widths: list[int] | None = None
+
+    def show(self, document: Mapping[str, Any]) -> None:
+        row = printer.cells(document, datetime.datetime.now(datetime.UTC), self.wide)
+        if self._last is not None and row[:-1] == self._last[:-1]:
+            return  # only the age moved
+        head = printer.header(self.wide)
+        if self._widths is None:
+            # Fixed widths, roomy enough for the figures to come, so later rows line up with the header.
+            self._widths = [max(len(h), len(c), 10) for h, c in zip(head, row, strict=True)]
+            self._widths[0] = max(len(head[0]), len(row[0]))
+            self._print(head)
+        self._print(row)
+        self._last = row
+
+    def _print(self, cells: list[str]) -> None:
+        assert self._widths is not None
+        line = "   ".join(c.ljust(w) for c, w in zip(cells, self._widths, strict=True)).rstrip()
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+def train_locally(
+    training: MnistTraining,
+    env: Mapping[str, str],
+    *,
+    base_environ: Mapping[str, str],
+    pushgateway_url: str | None,
+    log_path: Path,
+    out: TextIO,
+    show_logs: bool = False,
+    poll_seconds: float = 0.5,
+) -> int:
+    """Run the trainer with the pod's environment, rendering its status live; returns its exit code."""
     if importlib.util.find_spec("mnist_trainer") is None:
         raise LocalRunError("the trainer is not installed here: pip install 'mnist-operator[trainer]'")
+    created = utc_now()
+    meta = training.metadata
+    resource = training.model_copy(
+        update={"metadata": meta.model_copy(update={"uid": meta.uid or LOCAL_UID})}
+    )
+    table = LiveTable(out)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     child_env = {k: v for k, v in base_environ.items() if not k.startswith("MNIST_")} | dict(env)
-    process = subprocess.Popen([sys.executable, "-m", "mnist_trainer"], env=child_env)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        # The trainer turns SIGTERM into a clean stop that keeps its last finished epoch.
-        process.send_signal(signal.SIGTERM)
-        return process.wait()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mnist_trainer"],
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # Ctrl-C reaches us only; we stop the trainer with SIGTERM, cleanly
+    )
+    process = TrainerProcess(f"{meta.name}-local", created)
+    errors: list[str] = []
+    copier = threading.Thread(target=_copy_log, args=(child, log_path, out if show_logs else None, errors))
+    copier.start()
+    if not show_logs:
+        out.write(f"mnist-operator: trainer log: {log_path}\n")
+    status: dict[str, Any] = {}
+    interrupted = False
+    while True:
+        try:
+            code = child.poll()
+            if code is not None:
+                copier.join()
+                process = TrainerProcess(process.pod_name, process.started, code, utc_now())
+            job, pods = local_children(process)
+            metrics = read_metrics(pushgateway_url, resource)
+            status = reduce_status(resource, job, pods, metrics, status, utc_now())
+            table.show({"metadata": {"name": meta.name, "creationTimestamp": created}, "status": status})
+            if code is not None:
+                break
+            time.sleep(poll_seconds)
+        except KeyboardInterrupt:
+            if not interrupted:
+                interrupted = True
+                out.write("mnist-operator: stopping the trainer; run the same command again to resume\n")
+                child.send_signal(signal.SIGTERM)
+    assert process.exit_code is not None
+    if process.exit_code != 0:
+        reason = describe_exit_code(process.exit_code)
+        out.write(f"mnist-operator: {reason.reason}: {errors[-1] if errors else reason.description}\n")
+    else:
+        out.write(
+            f"mnist-operator: model and metrics.json in {Path(env['MNIST_OUTPUT_DIR']) / meta.namespace / meta.name}\n"
+        )
+    return process.exit_code
+
+
+def _copy_log(child: subprocess.Popen[str], log_path: Path, echo: TextIO | None, errors: list[str]) -> None:
+    assert child.stdout is not None
+    with log_path.open("a", encoding="utf-8") as log:
+        for line in child.stdout:
+            log.write(line)
+            log.flush()
+            if " ERROR " in line:
+                errors.append(line.split(" ERROR ", 1)[1].strip())
+            if echo is not None:
+                echo.write(line)
+                echo.flush()

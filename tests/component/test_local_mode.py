@@ -1,0 +1,144 @@
+"""``mnist-operator local``: the sample manifest trains with no cluster, shown as kubectl would show it."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import DataMirror
+from tests.support.servers import free_port, trainer_environment
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "manifests" / "samples" / "mnist-training.yaml"
+
+
+def local_args(data: DataMirror, *extra: str, epochs: int = 3) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mnist_operator",
+        "local",
+        "-f",
+        str(SAMPLE),
+        "--set",
+        f"spec.dataset.url={data.idx_url}",
+        "--set",
+        f"spec.dataset.sha256={json.dumps(data.sha256)}",
+        "--set",
+        f"spec.epochs={epochs}",
+        "--set",
+        "spec.batchSize=64",
+        "--set",
+        "spec.releaseCriteria.minTestAccuracy=0.5",
+        *extra,
+    ]
+
+
+def run_local(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, env=trainer_environment(env), capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def rows(output: str) -> list[list[str]]:
+    return [line.split() for line in output.splitlines() if line.startswith("mnist-convnet ")]
+
+
+def test_the_sample_trains_locally_with_a_live_table(tmp_path: Path, data_mirror: DataMirror) -> None:
+    done = run_local(local_args(data_mirror), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        "NAME            PHASE        EPOCH        ACCURACY     VAL-ACC      LOSS         AGE" in done.stdout
+    )
+    table = rows(done.stdout)
+    epochs = [int(row[2].split("/")[0]) for row in table]
+    assert epochs == sorted(epochs) and table[-1][:3] == ["mnist-convnet", "Succeeded", "3/3"]
+    assert any(row[1] == "Running" and row[2] in ("1/3", "2/3") for row in table), done.stdout
+    run_dir = tmp_path / "runs" / "default" / "mnist-convnet"
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert table[-1][3] == str(round(report["history"][-1]["accuracy"], 4))
+    assert (run_dir / "model.keras").is_file()
+    assert re.search(r"epoch 3/3  loss", (run_dir / "trainer.log").read_text())
+    assert "epoch 1/3" not in done.stdout, "the trainer's log belongs in trainer.log unless --logs"
+
+
+def test_logs_flag_follows_the_trainers_log(tmp_path: Path, data_mirror: DataMirror) -> None:
+    done = run_local(local_args(data_mirror, "--logs", "--set", "spec.model=mlp", epochs=1), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "epoch 1/1  loss" in done.stdout and rows(done.stdout)[-1][1] == "Succeeded"
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, data_mirror: DataMirror) -> None:
+    args = local_args(data_mirror, epochs=6)
+    first = subprocess.Popen(
+        args, cwd=tmp_path, env=trainer_environment({}), stdout=subprocess.PIPE, text=True
+    )
+    assert first.stdout is not None
+    for line in first.stdout:
+        if re.match(r"mnist-convnet\s+Running\s+[1-5]/6", line):
+            break
+    first.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground command
+    rest = first.communicate(timeout=120)[0]
+    assert first.returncode == 143, rest
+    assert "run the same command again to resume" in rest
+    assert "Interrupted" in rest
+
+    second = run_local(args, tmp_path)
+    assert second.returncode == 0, second.stdout
+    log = (tmp_path / "runs" / "default" / "mnist-convnet" / "trainer.log").read_text()
+    assert "resuming at epoch" in log
+    report = json.loads((tmp_path / "runs" / "default" / "mnist-convnet" / "metrics.json").read_text())
+    assert [entry["epoch"] for entry in report["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_unreachable_data_says_how_to_point_at_a_mirror(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "mnist_operator", "local", "-f", str(SAMPLE), "--no-pushgateway"]
+    args += ["--set", f"spec.dataset.url=http://127.0.0.1:{free_port()}/mnist/"]
+    done = run_local(args, tmp_path, MNIST_DOWNLOAD_ATTEMPTS="1")
+    assert done.returncode == 66, done.stdout
+    assert "DataUnavailable" in done.stdout and "set spec.dataset.url to a mirror" in done.stdout
+    assert rows(done.stdout)[-1][1] == "Failed"
+
+
+def test_a_bad_manifest_is_refused_as_the_api_server_would(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    document = yaml.safe_load(SAMPLE.read_text())
+    document["spec"]["epochs"] = 0
+    bad.write_text(yaml.safe_dump(document))
+    done = run_local([sys.executable, "-m", "mnist_operator", "local", "-f", str(bad)], tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f'mnist-operator: {bad}: The MnistTraining "mnist-convnet" is invalid: '
+        "spec.epochs: Invalid value: 0: spec.epochs in body should be greater than or equal to 1"
+    )
+
+
+def test_a_missing_pushgateway_names_the_install_command(tmp_path: Path) -> None:
+    done = run_local(
+        [sys.executable, "-m", "mnist_operator", "local", "-f", str(SAMPLE)], tmp_path, PATH=str(tmp_path)
+    )
+    assert done.returncode == 2
+    assert "apt-get install prometheus-pushgateway (or pass --pushgateway URL)" in done.stderr
+
+
+def test_local_mode_gives_the_trainer_the_pods_environment(tmp_path: Path) -> None:
+    from mnist_api import load_manifest_file, pod_env
+    from mnist_operator.local import local_environment
+
+    (training,) = load_manifest_file(SAMPLE)
+    training = training.model_copy(update={"metadata": training.metadata.model_copy(update={"uid": "u"})})
+    local = local_environment(training, tmp_path / "runs", "http://127.0.0.1:9091")
+    pod = {
+        e["name"]: e["value"]
+        for e in pod_env(training, default_pushgateway_url="http://127.0.0.1:9091")
+        if "value" in e
+    }
+    differing = {k for k in pod if pod[k] != local.get(k)}
+    assert differing == {"MNIST_DATA_DIR", "MNIST_OUTPUT_DIR"}, "only the volume paths may differ"
+    assert set(local) == set(pod)
+    assert os.path.isabs(local["MNIST_OUTPUT_DIR"])
