@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
 
-.PHONY: setup demo test lint format typecheck crd bench clean k8s-binaries
+.PHONY: setup demo test lint format typecheck crd docs bench clean k8s-binaries
 
 setup: $(VENV)/.installed
 	@bash hack/install-system-deps.sh
@@ -37,6 +37,9 @@ typecheck: setup
 
 crd: setup
 	$(PY) -m mnist_api.crd > manifests/crd.yaml
+
+docs: setup
+	$(PY) -m mnist_api.reference > docs/spec-reference.md
 
 bench: setup
 	@ls bench/*.py >/dev/null 2>&1 && for script in bench/*.py; do $(PY) $$script || exit 1; done || echo "no benchmarks yet"

@@ -270,12 +270,14 @@ class PodWorker:
         spec = container.spec
         pod_dir = self.ctx.layout.pod_dir(self.pod)
         mounts = mount_map(spec, volumes, env_in)
-        env = {k: rewrite_paths(v, mounts) for k, v in env_in.items()}
+        # Only what the pod declares is rewritten. Values inherited from the host (PATH, ...) and the
+        # executable (the image is ignored, so command[0] names a host binary) are host paths: a
+        # virtualenv under /tmp must not turn into the pod's /tmp volume when the pod mounts /tmp.
+        host = self._base_env()
+        env = {k: v if host.get(k) == v else rewrite_paths(v, mounts) for k, v in env_in.items()}
         env[MOUNT_MAP_ENV] = json.dumps({k: str(v) for k, v in mounts.items()})
-        argv = [
-            rewrite_paths(expand(a, env_in), mounts)
-            for a in [*spec.get("command", []), *spec.get("args", [])]
-        ]
+        words = [expand(a, env_in) for a in [*spec.get("command", []), *spec.get("args", [])]]
+        argv = words[:1] + [rewrite_paths(word, mounts) for word in words[1:]]
         cwd = self._working_dir(spec.get("workingDir"), mounts, pod_dir)
         Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
         container.started_at = now()
