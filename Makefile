@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
 
-.PHONY: setup demo test lint format typecheck crd docs bench clean k8s-binaries
+.PHONY: setup demo test lint format typecheck crd docs bench clean k8s-binaries images e2e
 
 setup: $(VENV)/.installed
 	@bash hack/install-system-deps.sh
@@ -27,6 +27,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	shellcheck -x hack/*.sh .ci/run
 
 format: setup
 	$(VENV)/bin/ruff format .
@@ -37,6 +38,7 @@ typecheck: setup
 
 crd: setup
 	$(PY) -m mnist_api.crd > manifests/crd.yaml
+	PYTHON=$(PY) bash hack/sync-chart-crd.sh
 
 docs: setup
 	$(PY) -m mnist_api.reference > docs/spec-reference.md
@@ -46,6 +48,16 @@ bench: setup
 
 k8s-binaries:
 	bash hack/k8s-binaries.sh
+
+# Need a Docker engine (BuildKit): not on the development machines here.
+images:
+	docker build -f Dockerfile.trainer -t ghcr.io/mnist-operator/trainer:dev .
+	docker build -f Dockerfile.trainer --build-arg TF_VARIANT=cuda -t ghcr.io/mnist-operator/trainer:dev-cuda .
+	docker build -f Dockerfile.operator -t ghcr.io/mnist-operator/operator:dev .
+
+# The kind end-to-end test; fails (rather than skips) when Docker, kind or helm is missing.
+e2e: setup
+	MNIST_E2E_REQUIRED=1 $(VENV)/bin/python -m pytest tests/e2e -m e2e -rs
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

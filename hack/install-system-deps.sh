@@ -10,6 +10,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v make >/dev/null || need+=(make)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

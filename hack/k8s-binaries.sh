@@ -19,7 +19,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=k8s-versions.env
+# shellcheck source=hack/k8s-versions.env
 source "${HERE}/k8s-versions.env"
 
 CHECK_ONLY=0

@@ -2,7 +2,7 @@
 # Runs the whole suite with the project's venv. pytest's exit code 5 (no test collected) is a failure
 # here: a suite that ran nothing proves nothing.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 # The real control-plane tier needs pinned Kubernetes binaries: built once (about 6 minutes on 2 cores),
 # then cached in ~/.cache/mnist-operator; a warm check takes under a second.
 if [ -z "${MNIST_K8S_BIN:-}" ]; then
