@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from kubernetes import client as k8s
 
+from tests.conftest import DataMirror, data_mirror_for
+from tests.support.servers import Pushgateway, start_pushgateway
+
 from .binaries import Binaries, BinariesMissingError, locate, pinned_versions
 from .controlplane import ControlPlane
+from .helpers import create_namespace
 from .node_agent import NodeAgent, read_logs
 from .podspec import Layout
 
@@ -142,14 +147,30 @@ def rbac(k8s_api: k8s.ApiClient) -> Any:
 def namespace(request: pytest.FixtureRequest, core: Any) -> Iterator[str]:
     """A fresh namespace named after the test; pods can be created as soon as it is yielded."""
     name = _namespace_name(request.node)
-    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    # The ServiceAccount admission plugin rejects pods until the controller made `default`.
-    deadline = time.monotonic() + 30
-    while not any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no default ServiceAccount in namespace {name}")
-        time.sleep(0.05)
+    create_namespace(core, name)
     yield name
     # Not waited for: the namespace controller and the node agents finish the cleanup in the
     # background, and no other test looks into this namespace.
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def custom(k8s_api: k8s.ApiClient) -> Any:
+    return k8s.CustomObjectsApi(k8s_api)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Pushgateway]:
+    """A real Pushgateway on loopback for a module's operator."""
+    started = start_pushgateway()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def mirror(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
+) -> Iterator[DataMirror]:
+    """Generated MNIST served over loopback HTTP, for trainings a module's operator runs."""
+    with data_mirror_for(tmp_path_factory.mktemp("mirror"), synthetic_arrays) as served:
+        yield served

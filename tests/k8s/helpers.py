@@ -68,3 +68,52 @@ def condition(obj: Any, kind: str) -> Any:
         if cond.type == kind:
             return cond
     return None
+
+
+def create_namespace(core: Any, name: str, labels: dict[str, str] | None = None) -> None:
+    """A namespace whose `default` ServiceAccount exists (pods are refused before it does)."""
+    core.create_namespace(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+    )
+    wait_for(
+        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
+        timeout=30,
+        what=f"the default ServiceAccount in {name}",
+        interval=0.05,
+    )
+
+
+def make_claim(core: Any, namespace: str, name: str) -> str:
+    """A bound ReadWriteMany claim; returns its PV's name. No provisioner runs here, so a pre-made PV
+    that the real PV controller binds to the claim."""
+    pv_name = f"pv-{namespace}-{name}"
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "manual",
+                "persistentVolumeReclaimPolicy": "Delete",
+                "hostPath": {"path": f"/unused/{pv_name}"},
+                "claimRef": {"namespace": namespace, "name": name},
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "manual",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim(name, namespace).status.phase == "Bound",
+        timeout=60,
+        what=f"claim {name} to bind",
+    )
+    return pv_name

@@ -102,40 +102,6 @@ def start_operator(control_plane: ControlPlane, pushgateway_url: str, workdir: P
     return operator
 
 
-def make_claim(core: Any, namespace: str, name: str) -> None:
-    """A bound PVC: no provisioner runs here, so a pre-made PV that the real PV controller binds."""
-    pv_name = f"pv-{namespace}-{name}"
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": pv_name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "manual",
-                "persistentVolumeReclaimPolicy": "Delete",
-                "hostPath": {"path": f"/unused/{pv_name}"},
-                "claimRef": {"namespace": namespace, "name": name},
-            },
-        }
-    )
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "manual",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-    wait_for(
-        lambda: core.read_namespaced_persistent_volume_claim(name, namespace).status.phase == "Bound",
-        timeout=60,
-        what=f"claim {name} to bind",
-    )
-
-
 def sample_training(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     """The shipped sample manifest, renamed and with the given spec fields replaced."""
     document: dict[str, Any] = copy.deepcopy(

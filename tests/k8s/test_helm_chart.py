@@ -26,20 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.conftest import DataMirror, data_mirror_for
-from tests.support.servers import Pushgateway, free_port, start_pushgateway
+from tests.conftest import DataMirror
+from tests.support.servers import Pushgateway, free_port
 
 from .binaries import Binaries, pinned_versions
 from .conftest import NodeAgents
 from .controlplane import ControlPlane
-from .helpers import wait_for
+from .helpers import create_namespace, wait_for
 from .operator_support import apply, sample_training, training_status, wait_for_phase
 
 pytestmark = pytest.mark.k8s
@@ -502,16 +500,6 @@ def test_bad_values_are_refused_with_a_readable_message(
 # --- the real API server ---------------------------------------------------------------------------
 
 
-def create_namespace(core: Any, name: str, labels: dict[str, str] | None = None) -> None:
-    """A namespace whose `default` ServiceAccount exists (pods are refused before it does)."""
-    core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
-    wait_for(
-        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
-        timeout=30,
-        what=f"the default ServiceAccount in {name}",
-    )
-
-
 @pytest.fixture(scope="module")
 def team_namespaces(k8s_api: k8s.ApiClient) -> Iterator[list[str]]:
     """The namespaces ci/namespaced-rbac-values.yaml names: Roles can only be created in existing ones.
@@ -576,27 +564,6 @@ def test_every_scenario_passes_server_side_dry_run(
 
 
 # --- install, helm test, a training, uninstall --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Pushgateway]:
-    """A real Pushgateway on loopback: the chart's `pushgateway.externalUrl`."""
-    started = start_pushgateway()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def mirror(
-    tmp_path_factory: pytest.TempPathFactory, synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
-) -> Iterator[DataMirror]:
-    with data_mirror_for(tmp_path_factory.mktemp("mirror"), synthetic_arrays) as served:
-        yield served
-
-
-@pytest.fixture
-def custom(k8s_api: k8s.ApiClient) -> Any:
-    return k8s.CustomObjectsApi(k8s_api)
 
 
 @pytest.fixture

@@ -11,24 +11,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
-from kubernetes import client as k8s
 
 from mnist_api import ManifestError, load_manifest_file
-from tests.conftest import DataMirror, data_mirror_for
-from tests.support.servers import Pushgateway, start_pushgateway
+from tests.conftest import DataMirror
+from tests.support.servers import Pushgateway
 
 from .conftest import NodeAgents
 from .controlplane import ControlPlane
-from .helpers import wait_for
+from .helpers import make_claim, wait_for
 from .operator_support import (
     SERVICE_ACCOUNT,
     OperatorProcess,
     apply,
     install_manifests,
-    make_claim,
     sample_training,
     start_operator,
     training_status,
@@ -37,21 +33,6 @@ from .operator_support import (
 
 pytestmark = pytest.mark.k8s
 INVALID = Path(__file__).resolve().parents[1] / "resources" / "invalid"
-
-
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Pushgateway]:
-    started = start_pushgateway()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def mirror(
-    tmp_path_factory: pytest.TempPathFactory, synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
-) -> Iterator[DataMirror]:
-    with data_mirror_for(tmp_path_factory.mktemp("mirror"), synthetic_arrays) as served:
-        yield served
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +50,6 @@ def operator(
     # An RBAC denial names the user; "forbidden" alone also covers writes into a terminating namespace.
     denied = [line for line in log.splitlines() if f'User "{SERVICE_ACCOUNT}" cannot' in line]
     assert not denied, "the manifests' RBAC was not enough:\n" + "\n".join(denied[:20])
-
-
-@pytest.fixture
-def custom(k8s_api: k8s.ApiClient) -> Any:
-    return k8s.CustomObjectsApi(k8s_api)
 
 
 def data_spec(mirror: DataMirror) -> dict[str, Any]:

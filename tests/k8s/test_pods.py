@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from .conftest import GPU_TOLERATION, NodeAgents
-from .helpers import pod_manifest, python_container, wait_for
+from .helpers import make_claim, pod_manifest, python_container, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -95,38 +95,8 @@ def test_env_from_downward_api_secret_and_config_map(core: Any, agents: NodeAgen
 
 
 def test_pods_sharing_a_claim_see_each_others_files(core: Any, agents: NodeAgents, namespace: str) -> None:
-    # No provisioner runs here: a pre-made PV that the real PV controller binds the claim to.
-    pv_name = f"pv-{namespace}"
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": pv_name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "manual",
-                "persistentVolumeReclaimPolicy": "Delete",
-                "hostPath": {"path": f"/unused/{pv_name}"},
-                "claimRef": {"namespace": namespace, "name": "shared"},
-            },
-        }
-    )
+    pv_name = make_claim(core, namespace, "shared")
     try:
-        core.create_namespaced_persistent_volume_claim(
-            namespace,
-            {
-                "metadata": {"name": "shared"},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "manual",
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        )
-        wait_for(
-            lambda: core.read_namespaced_persistent_volume_claim("shared", namespace).status.phase == "Bound",
-            timeout=60,
-            what="claim shared to bind",
-        )
         volume = [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}]
         mount = [{"name": "data", "mountPath": "/data"}]
         writer = python_container("open('/data/msg', 'w').write('from the writer')", volumeMounts=mount)
