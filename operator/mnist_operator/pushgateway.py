@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,7 @@ class Poller:
 
     url: str
     interval: float
-    on_change: Callable[[str, set[RunKey] | None], Awaitable[None]]
+    on_change: Callable[[str, set[RunKey] | None], Coroutine[Any, Any, None]]
     snapshot: dict[RunKey, dict[str, float]] = field(default_factory=dict)
     reachable: bool = True
     error: str | None = None
@@ -97,11 +97,16 @@ class Poller:
         return changed
 
     async def run(self) -> None:
+        # The status writes a poll triggers run beside the loop, not inside it: a burst of 1,000 changed
+        # runs must not delay the next poll (and every other training's figures) until it is written.
+        pending: set[asyncio.Task[None]] = set()
         async with aiohttp.ClientSession() as session:
             while True:
                 changed = await self.poll_once(session)
                 if changed is None or changed:
-                    await self.on_change(self.url, changed)
+                    task = asyncio.create_task(self.on_change(self.url, changed))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
                 await asyncio.sleep(self.interval)
 
 

@@ -73,8 +73,14 @@ class Operator:
             return
         key = self._track(body)
         entry = self.store.get(key)
-        if entry is not None and entry.training is not None:
-            self._watch_pushgateway(entry.training)
+        if entry is None or entry.training is None:
+            return
+        self._watch_pushgateway(entry.training)
+        if entry.job is None and not entry.written_status:
+            # A brand-new resource: its first status comes with its Job's first event. Writing "no Job
+            # yet" here would queue a PATCH in front of the Job's creation and race kopf's bookkeeping
+            # patch of the same object (bench/operator_scale.py measured 3x slower creates at N=1,000).
+            return
         await self.refresh(key)
 
     def _track(self, body: Mapping[str, Any]) -> Key:
