@@ -43,8 +43,10 @@ crd: setup
 docs: setup
 	$(PY) -m mnist_api.reference > docs/spec-reference.md
 
+# Every bench/*.py script (bench/_*.py are shared helpers); each prints ratios against a baseline
+# measured in the same run and writes bench/results/<name>.json.
 bench: setup
-	@ls bench/*.py >/dev/null 2>&1 && for script in bench/*.py; do $(PY) $$script || exit 1; done || echo "no benchmarks yet"
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 k8s-binaries:
 	bash hack/k8s-binaries.sh
