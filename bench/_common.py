@@ -6,8 +6,8 @@ same process and run, with baseline and candidate repetitions interleaved, so th
 (shared, 2-core) machine is doing slows both alike and cancels out. Absolute figures are printed too, for
 orientation only. Benchmarks never assert on timings.
 
-The leading underscore marks this file as a helper, not a benchmark: ``make bench`` runs ``bench/*.py``,
-and running this file does nothing (see the ``__main__`` guard at the end).
+The leading underscore marks this file as a helper, not a benchmark: ``make bench`` runs only
+``bench/[!_]*.py``, and running this file anyway does nothing (see the ``__main__`` guard at the end).
 """
 
 import contextlib
@@ -187,5 +187,5 @@ def section(title: str) -> None:
 
 
 if __name__ == "__main__":
-    # `make bench` runs every bench/*.py; this one is a helper module, so running it does nothing.
+    # A helper module, not a benchmark: `make bench` skips it, and running it by hand does nothing.
     pass

@@ -144,7 +144,8 @@ def push_latency(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(5):  # warm the connection path and the Pushgateway's allocations, untimed
             push_empty()
             push_full()
-        full, baseline = [], []
+        full: list[float] = []
+        baseline: list[float] = []
         for i in range(args.pushes):
             # Alternate which goes first, so neither always follows the other.
             order = [(full, push_full), (baseline, push_empty)]

@@ -117,14 +117,19 @@ class Run:
 
 
 def parse_configs(text: str) -> list[str]:
+    """``optimizer:learning_rate:batch_size`` items, checked here so a typo fails before any training."""
     configs = [c.strip() for c in text.split(",") if c.strip()]
     for config in configs:
         parts = config.split(":")
-        if len(parts) != 3 or parts[0] not in ("adam", "adamw", "rmsprop", "sgd"):
+        try:
+            ok = len(parts) == 3 and parts[0] in ("adam", "adamw", "rmsprop", "sgd")
+            ok = ok and float(parts[1]) > 0 and int(parts[2]) > 0
+        except ValueError:
+            ok = False
+        if not ok:
             raise SystemExit(
                 f"bad config {config!r}: expected optimizer:learning_rate:batch_size, e.g. adam:0.001:128"
             )
-        float(parts[1]), int(parts[2])
     return configs
 
 
