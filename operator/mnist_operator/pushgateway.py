@@ -7,7 +7,6 @@ resources, whatever their number. ``parse_groups`` is pure; ``Poller`` holds the
 import asyncio
 import contextlib
 import logging
-import time
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import aiohttp
 
 from mnist_api.metrics import GROUP_LABEL_NAMESPACE, GROUP_LABEL_TRAINING, GROUP_LABEL_UID
 
+from . import opmetrics
 from .reducer import MetricsView
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,6 @@ class Poller:
     reachable: bool = True
     error: str | None = None
     polls: int = 0
-    failures: int = 0
-    last_success: float | None = None
 
     def view(self, key: RunKey) -> MetricsView:
         return MetricsView(self.snapshot.get(key, {}), self.reachable, self.error)
@@ -78,7 +76,7 @@ class Poller:
                 reply.raise_for_status()
                 payload = await reply.json()
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            self.failures += 1
+            opmetrics.PUSHGATEWAY_POLLS.labels("error").inc()
             was_reachable, self.reachable = self.reachable, False
             self.error = f"cannot read {self.url}: {type(error).__name__}: {error}"
             if was_reachable:
@@ -93,7 +91,7 @@ class Poller:
             log.info("Pushgateway %s is reachable again", self.url)
             changed = None
         self.snapshot, self.reachable, self.error = fresh, True, None
-        self.last_success = time.monotonic()
+        opmetrics.PUSHGATEWAY_POLLS.labels("ok").inc()
         return changed
 
     async def run(self) -> None:

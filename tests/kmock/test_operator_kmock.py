@@ -161,6 +161,7 @@ async def test_job_status_and_pushed_metrics_become_the_resource_status(
         assert sample(exposition, "mnist_operator_trainings_created_total") >= 1
         assert sample(exposition, 'mnist_operator_trainings_finished_total{phase="Succeeded"}') >= 1
         assert sample(exposition, 'mnist_operator_trainings{phase="Succeeded"}') >= 1
+        assert sample(exposition, 'mnist_operator_pushgateway_polls_total{outcome="ok"}') >= 1
 
 
 async def test_pushgateway_outage_is_a_condition_not_a_crash(
