@@ -13,7 +13,7 @@ interleaved (the order rotates every round), reported as the median of per-round
    too, which says where any cost comes from and gives a noise-robust second reading of the ratio.
    Target: >= 0.97 of bare Keras' images/s.
 2. **batch size**: images/s of batch 64, 128 and 256 through the trainer's ``inputs.to_dataset``.
-3. **input pipeline** at batch 128: numpy arrays passed to ``fit`` (uint8 as loaded, and float32 as the
+3. **input pipeline** at the spec's batch size: numpy arrays passed to ``fit`` (uint8 as loaded, and float32 as the
    seeds pass them), ``tf.data`` from_tensor_slices + shuffle + batch without and with cache/prefetch,
    and the trainer's own ``inputs.to_dataset`` (the baseline of this section).
 4. **XLA**: ``jit_compile=True`` against the trainer's default (Keras resolves "auto" to False on a
@@ -49,6 +49,7 @@ import tensorflow as tf
 from mnist_api.env import TrainerConfig
 from mnist_api.layout import RunPaths
 from mnist_api.metrics import HISTOGRAM_WEIGHT_BUCKETS_0_3
+from mnist_api.spec import MnistTrainingSpec
 from mnist_trainer.datasets import MnistData
 from mnist_trainer.inputs import Splits, split_train_validation, to_dataset
 from mnist_trainer.models import build_model, make_optimizer
@@ -58,7 +59,7 @@ from mnist_trainer.run_state import RunState, best_value
 from tests.support.servers import start_pushgateway
 
 SEED = 42
-DEFAULT_BATCH = 128  # spec default
+DEFAULT_BATCH = MnistTrainingSpec().batch_size
 CALLBACK_NAMES = ("RunState", "BackupAndRestore", "ModelCheckpoint", "ProgressLog", "TrainTestExporter")
 
 
@@ -231,7 +232,7 @@ class TrainerCallbacks:
 
 
 def trainer_config(root: str, epochs: int, pushgateway_url: str) -> TrainerConfig:
-    """The spec defaults (convnet, adam, lr 0.001, batch 128, validation 0.1, the seeds' 0.3 histogram
+    """The spec defaults (convnet, adam, lr 0.001, batch 64, validation 0.1, the seeds' 0.3 histogram
     buckets) as the operator would hand them to the trainer."""
     return TrainerConfig(
         namespace="bench",

@@ -31,7 +31,7 @@ def test_the_sample_manifest_loads_with_its_values() -> None:
 def test_an_empty_spec_gets_every_default() -> None:
     spec = load_manifests(HEADER)[0].spec
     assert (spec.dataset.name, spec.model, spec.optimizer) == ("mnist", "convnet", "adam")
-    assert (spec.epochs, spec.batch_size, spec.learning_rate, spec.validation_split) == (5, 128, 0.001, 0.1)
+    assert (spec.epochs, spec.batch_size, spec.learning_rate, spec.validation_split) == (5, 64, 0.001, 0.1)
     assert spec.metrics.histogram_buckets == list(HISTOGRAM_WEIGHT_BUCKETS_0_3)
     assert spec.metrics.ignore_exceptions is True
     assert spec.output.formats == ["keras", "savedmodel"]
