@@ -1,27 +1,28 @@
-"""Operator scale: N MnistTrainings against kmock, measured against a minimal kopf operator in the same run.
+"""Operator scale: N MnistTrainings, measured against a minimal kopf operator in the same run, on kmock and
+on a real control plane.
 
-For each scale point N two operators go through the same harness, each as a subprocess against a fresh
-kmock emulator (in this process) and a fresh Prometheus Pushgateway:
+For each tier and scale point N two operators go through the same harness, each as a subprocess against
+a fresh API server (a kmock emulator in this process, or etcd + kube-apiserver + controller manager +
+scheduler) and a fresh Prometheus Pushgateway:
 
 * ``baseline``: bench/harness/baseline_operator.py, kopf POSTing a bare Job per resource and nothing else;
 * ``ours``: ``python -m mnist_operator run``, the real operator.
 
-Per run: time from the first POST until all N Jobs exist; create-to-Job latency p50/p99 (both ends
-stamped inside kmock); operator memory (VmRSS sampled every 0.1 s, VmHWM) and CPU from /proc; API requests
-per resource; Pushgateway ``GET /api/v1/metrics`` requests per poll interval (the Pushgateway's own
-per-handler counter, so nothing sits between operator and Pushgateway); and, for ours, the lag from a
-metrics push to the resource's ``status.epoch``. House rule: what we judge are the RATIOS ours/baseline,
-stable on a noisy machine; the absolute figures are printed too. A benchmark, not a test: it fails only
-when a run cannot complete (e.g. the Jobs never all appear).
+Per run: time from the first POST until all N Jobs exist; create-to-Job latency p50/p99/max (both ends
+stamped by the API server: inside kmock, or in the real API server's audit log); operator memory (VmRSS
+sampled every 0.1 s, VmHWM) and CPU from /proc; API requests per resource; Pushgateway
+``GET /api/v1/metrics`` requests per poll interval (the Pushgateway's own per-handler counter, so nothing
+sits between operator and Pushgateway); and, for ours, the lag from a metrics push to the resource's
+``status.epoch``. House rule: what we judge are the RATIOS ours/baseline, stable on a noisy machine; the
+absolute figures are printed too. A benchmark, not a test: it fails only when a run cannot complete.
 
 kmock is used with two repairs that change no answer, only what a request costs (stock kmock 0.8 is
 O(requests so far) and O(objects) per request, which made the emulator the thing measured), and, by
 default, with resourceVersions stamped on writes as a real API server does (without them kopf re-runs
-create handlers; ``--no-resource-versions`` shows that). See bench/harness/emulator.py and
-bench/README.md.
+create handlers; ``--no-resource-versions`` shows that). See bench/harness/ and bench/README.md.
 
-    python bench/operator_scale.py [--resources 10,100,1000] [--poll-interval 1] \
-        [--json bench/results/operator_scale.json]
+    python bench/operator_scale.py [--tiers kmock,k8s] [--resources 10,100,1000] [--poll-interval 1] \
+        [--json bench/results/operator_scale.json]    # the k8s tier writes operator_scale_k8s.json
 """
 
 import argparse
@@ -32,6 +33,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -47,6 +49,7 @@ from typing import Any
 import aiohttp
 import kmock
 from harness import baseline_operator
+from harness.cluster import HARNESS_USER, OPERATOR_USER, ClusterRecorder, audit_flags, harness_ssl
 from harness.emulator import (
     JOBS,
     TRAININGS,
@@ -56,6 +59,7 @@ from harness.emulator import (
     write_kubeconfig,
 )
 from harness.process import OperatorProcess
+from harness.recording import HARNESS_HEADER, RecordQueries
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from mnist_api.metrics import DEFAULT_JOB, DEFAULT_PREFIX, TRAIN_STAGE, grouping_key, metric_name
@@ -65,11 +69,16 @@ REPO = Path(__file__).resolve().parent.parent
 # The Pushgateway launcher of the test tiers is reused as is; it lives in the repository, not in a package.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from tests.k8s.binaries import BinariesMissingError, locate, pinned_versions  # noqa: E402
+from tests.k8s.controlplane import ControlPlane  # noqa: E402
 from tests.support.servers import Pushgateway, start_pushgateway  # noqa: E402
 
 NAMESPACE = "bench"
 WARMUP_NAMESPACE = "bench-warmup"
 KINDS = ("baseline", "ours")
+TIERS = ("kmock", "k8s")
+TIER_TITLES = {"kmock": "kmock tier", "k8s": "real control plane"}
+CRD = REPO / "manifests" / "crd.yaml"
 MIB = 1024
 EPOCH_METRIC = metric_name(DEFAULT_PREFIX, TRAIN_STAGE, "epochs_count")  # gangplank_train_epochs_count
 _GATEWAYS: list[Pushgateway] = []  # stopped at exit whatever path the interpreter takes
@@ -149,13 +158,13 @@ async def wait_for(
         await asyncio.sleep(0.02)
 
 
-async def settle(emulator: TimedEmulator, quiet: float, timeout: float) -> float:
-    """Wait until kmock has seen no request for ``quiet`` seconds (watch streams stay open and send
-    nothing); returns how long that took. The operator's backlog (status writes, events) is done then."""
+async def settle(observed: RecordQueries, quiet: float, timeout: float) -> float:
+    """Wait until the operator has made no request for ``quiet`` seconds (watch streams stay open and
+    send nothing); returns how long that took. The operator's backlog (status writes, events) is done then."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if time.monotonic() - emulator.last_request >= quiet:
-            return max(0.0, emulator.last_request - started)
+        if time.monotonic() - observed.last_request >= quiet:
+            return max(0.0, observed.last_request - started)
         await asyncio.sleep(0.05)
     return math.nan
 
@@ -222,9 +231,13 @@ def operator_env(kubeconfig: Path, gateway: Pushgateway, poll_interval: float) -
 
 
 async def post_all(
-    session: aiohttp.ClientSession, bodies: Sequence[dict[str, Any]], concurrency: int
+    session: aiohttp.ClientSession,
+    bodies: Sequence[dict[str, Any]],
+    concurrency: int,
+    uids: dict[tuple[str, str], str],
 ) -> None:
-    """POST every resource as fast as kmock takes them, ``concurrency`` at a time."""
+    """POST every resource as fast as the API server takes them, ``concurrency`` at a time; ``uids``
+    gets the uid each was stored with (a real API server assigns its own)."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -236,40 +249,48 @@ async def post_all(
             async with session.post(path, json=body) as reply:
                 if reply.status >= 300:
                     raise RuntimeError(f"POST {path} -> {reply.status}: {await reply.text()}")
+                meta = (await reply.json())["metadata"]
+                uids[meta["namespace"], meta["name"]] = meta["uid"]
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 @dataclass
 class Harness:
-    """Everything one run talks to: kmock (in this process), the Pushgateway, the operator under test."""
+    """Everything one run talks to: the API server and what it records (kmock in this process, or a real
+    control plane), the Pushgateway, the operator under test."""
 
-    emulator: TimedEmulator
+    observed: RecordQueries
     gateway: Pushgateway
     proc: OperatorProcess
-    api: aiohttp.ClientSession  # to kmock
+    api: aiohttp.ClientSession  # to the API server, as the harness (not counted as the operator's)
     plain: aiohttp.ClientSession  # to the Pushgateway
     args: argparse.Namespace
+
+    def alive(self) -> bool:
+        self.observed.check()
+        return self.proc.alive()
 
 
 async def measure_push_lag(h: Harness, run: RunResult) -> None:
     """The status path. First a burst (every resource pushes epoch 1 at once, as when all trainings finish
     an epoch together), then single pushes of epoch 2 one at a time, each after a random part of an
     interval so that the pushes fall at all phases of the poll cycle."""
-    emulator, gateway, interval, alive = h.emulator, h.gateway, h.args.poll_interval, h.proc.alive
-    runs = names(run.resources)
+    observed, gateway, interval, alive = h.observed, h.gateway, h.args.poll_interval, h.alive
+    # The uids the API server stored (kmock keeps the harness's): a trainer pushes under its run's uid.
+    runs = [(name, observed.uids[NAMESPACE, name]) for name, _ in names(run.resources)]
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=8) as pool:
         pushed = await asyncio.gather(
             *(loop.run_in_executor(pool, push_epoch, gateway.url, n, u, 1) for n, u in runs)
         )
     await wait_for(
-        lambda: all((NAMESPACE, n, 1) in emulator.epochs for n, _ in runs),
+        lambda: all((NAMESPACE, n, 1) in observed.epochs for n, _ in runs),
         timeout=60 + 10 * interval,
         what="status.epoch == 1 on every resource",
         alive=alive,
     )
-    lags = [emulator.epochs[NAMESPACE, n, 1] - at for (n, _), at in zip(runs, pushed, strict=True)]
+    lags = [observed.epochs[NAMESPACE, n, 1] - at for (n, _), at in zip(runs, pushed, strict=True)]
     run.burst_lag_p50_s, run.burst_lag_max_s = round(percentile(lags, 50), 3), round(max(lags), 3)
 
     rng = random.Random(1)  # the same phases every run, so runs compare
@@ -279,71 +300,166 @@ async def measure_push_lag(h: Harness, run: RunResult) -> None:
         await asyncio.sleep(rng.uniform(0, interval))
         at = await asyncio.to_thread(push_epoch, gateway.url, name, uid, 2)
         await wait_for(
-            lambda n=name: (NAMESPACE, n, 2) in emulator.epochs,  # type: ignore[misc]
+            lambda n=name: (NAMESPACE, n, 2) in observed.epochs,  # type: ignore[misc]
             timeout=30 + 10 * interval,
             what=f"status.epoch == 2 on {name}",
             alive=alive,
         )
-        single.append(emulator.epochs[NAMESPACE, name, 2] - at)
+        single.append(observed.epochs[NAMESPACE, name, 2] - at)
     run.push_lag_samples = len(single)
     run.push_lag_p50_s = round(percentile(single, 50), 3)
     run.push_lag_max_s = round(max(single), 3)
 
 
-async def run_one(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
+async def run_one(tier: str, kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
+    if tier == "k8s":
+        return await run_one_k8s(kind, count, args, workdir)
+    return await run_one_kmock(kind, count, args, workdir)
+
+
+async def run_one_kmock(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
     run = RunResult(kind, count)
     emulator = TimedEmulator(resource_versions=args.resource_versions)
     declare_resources(emulator)
     gateway = start_pushgateway()
     _GATEWAYS.append(gateway)
-    proc: OperatorProcess | None = None
     try:
         async with (
             emulator,
             kmock.Server(emulator) as server,
             aiohttp.ClientSession(
-                base_url=str(server.url), connector=aiohttp.TCPConnector(limit=args.concurrency)
+                base_url=str(server.url),
+                connector=aiohttp.TCPConnector(limit=args.concurrency),
+                headers={HARNESS_HEADER: "1"},
             ) as api,
             aiohttp.ClientSession() as plain,
         ):
             kubeconfig = write_kubeconfig(workdir / f"{kind}-{count}.kubeconfig", str(server.url))
-            profile = args.profile / f"{kind}-{count}.prof" if args.profile else None
-            proc = OperatorProcess(
-                operator_command(kind, profile),
-                operator_env(kubeconfig, gateway, args.poll_interval),
-                workdir / f"{kind}-{count}.log",
-                cwd=REPO,
-            ).start()
-            try:
-                await measure(Harness(emulator, gateway, proc, api, plain, args), run)
-            finally:
-                stopping = time.monotonic()
-                run.exit_code = await asyncio.to_thread(proc.stop)
-                run.stop_seconds = round(time.monotonic() - stopping, 2)
+            await operate(
+                run,
+                tag=f"{kind}-{count}",
+                kubeconfig=kubeconfig,
+                observed=emulator,
+                gateway=gateway,
+                api=api,
+                plain=plain,
+                args=args,
+                workdir=workdir,
+            )
     except (RuntimeError, TimeoutError, aiohttp.ClientError) as error:
         run.ok, run.error = False, f"{type(error).__name__}: {error}"
-        run.log = proc.log_tail() if proc is not None else ""
     finally:
         gateway.stop()
         _GATEWAYS.remove(gateway)
     return run
 
 
+async def operate(
+    run: RunResult,
+    *,
+    tag: str,
+    kubeconfig: Path,
+    observed: RecordQueries,
+    gateway: Pushgateway,
+    api: aiohttp.ClientSession,
+    plain: aiohttp.ClientSession,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> None:
+    """Start the operator under test, measure it, and stop it however the measuring ended (keeping the
+    tail of its log in ``run`` when it went wrong)."""
+    profile = args.profile / f"{tag}.prof" if args.profile else None
+    proc = OperatorProcess(
+        operator_command(run.kind, profile),
+        operator_env(kubeconfig, gateway, args.poll_interval),
+        workdir / f"{tag}.log",
+        cwd=REPO,
+    ).start()
+    try:
+        await measure(Harness(observed, gateway, proc, api, plain, args), run)
+    except BaseException:
+        run.log = proc.log_tail()
+        raise
+    finally:
+        stopping = time.monotonic()
+        run.exit_code = await asyncio.to_thread(proc.stop)
+        run.stop_seconds = round(time.monotonic() - stopping, 2)
+
+
+def prepare_cluster(plane: ControlPlane) -> None:
+    """The CRD (established, so its REST endpoint serves) and the benchmark's namespaces."""
+    plane.kubectl("apply", f"--filename={CRD}", check=True)
+    plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/mnisttrainings.training.mnist-operator.io",
+        check=True,
+    )
+    for namespace in (NAMESPACE, WARMUP_NAMESPACE):
+        plane.kubectl("create", "namespace", namespace, check=True)
+
+
+async def run_one_k8s(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
+    """One run on a fresh real control plane (etcd, kube-apiserver, controller manager, scheduler)."""
+    run = RunResult(kind, count)
+    rundir = workdir / f"{kind}-{count}-k8s"
+    flags, audit_log = audit_flags(rundir / "audit")
+    plane = ControlPlane(args.binaries, rundir / "control-plane", apiserver_extra_args=flags)
+    gateway = start_pushgateway()
+    _GATEWAYS.append(gateway)
+    try:
+        await asyncio.to_thread(plane.start)
+        await asyncio.to_thread(prepare_cluster, plane)
+        kubeconfig = plane.user_kubeconfig(OPERATOR_USER, ("system:masters",))
+        harness_user = plane.client_credentials(HARNESS_USER, ("system:masters",))
+        connector = aiohttp.TCPConnector(
+            limit=args.concurrency, ssl=harness_ssl(plane.ca_cert, harness_user.cert, harness_user.key)
+        )
+        async with (
+            aiohttp.ClientSession(base_url=plane.server, connector=connector) as api,
+            aiohttp.ClientSession() as plain,
+        ):
+            recorder = ClusterRecorder(audit_log)
+            recorder.start()
+            try:
+                await operate(
+                    run,
+                    tag=f"{kind}-{count}-k8s",
+                    kubeconfig=kubeconfig,
+                    observed=recorder,
+                    gateway=gateway,
+                    api=api,
+                    plain=plain,
+                    args=args,
+                    workdir=workdir,
+                )
+            finally:
+                await recorder.stop()
+    except (RuntimeError, TimeoutError, aiohttp.ClientError, subprocess.CalledProcessError) as error:
+        run.ok, run.error = False, f"{type(error).__name__}: {error}"
+    finally:
+        gateway.stop()
+        _GATEWAYS.remove(gateway)
+        await asyncio.to_thread(plane.stop)
+    return run
+
+
 async def measure(h: Harness, run: RunResult) -> None:
-    emulator, gateway, proc, api, plain, args = h.emulator, h.gateway, h.proc, h.api, h.plain, h.args
+    observed, gateway, proc, api, plain, args = h.observed, h.gateway, h.proc, h.api, h.plain, h.args
     interval, count = args.poll_interval, run.resources
     jobs_plural, trainings_plural = JOBS.rsplit("/", 1)[1], TRAININGS.rsplit("/", 1)[1]
 
     # Warm-up: one resource elsewhere proves kopf is watching and, for ours, starts the shared poller,
     # so neither start-up nor imports count against the measured creations.
-    await post_all(api, [training_body(WARMUP_NAMESPACE, "warmup", "uid-warmup")], 1)
+    await post_all(api, [training_body(WARMUP_NAMESPACE, "warmup", "uid-warmup")], 1, observed.uids)
     await wait_for(
-        lambda: (jobs_plural, WARMUP_NAMESPACE, "warmup-trainer") in emulator.created,
+        lambda: (jobs_plural, WARMUP_NAMESPACE, "warmup-trainer") in observed.created,
         timeout=120,
         what="the warm-up Job",
-        alive=proc.alive,
+        alive=h.alive,
     )
-    await settle(emulator, quiet=1.0, timeout=30)
+    await settle(observed, quiet=1.0, timeout=30)
     run.rss_idle_mib = mib(proc.rss_kib())
     cpu_start, harness_cpu_start = proc.cpu() or 0.0, time.process_time()
     gets_start, gets_start_at = await pushgateway_gets(plain, gateway), time.monotonic()
@@ -351,19 +467,19 @@ async def measure(h: Harness, run: RunResult) -> None:
     # Creations, as fast as the harness can POST them.
     bodies = [training_body(NAMESPACE, name, uid) for name, uid in names(count)]
     started = time.monotonic()
-    await post_all(api, bodies, args.concurrency)
+    await post_all(api, bodies, args.concurrency, observed.uids)
     run.post_seconds = round(time.monotonic() - started, 3)
     await wait_for(
-        lambda: emulator.count_created(jobs_plural, NAMESPACE) >= count,
+        lambda: observed.count_created(jobs_plural, NAMESPACE) >= count,
         timeout=args.timeout,
         what=f"{count} Jobs",
-        alive=proc.alive,
+        alive=h.alive,
     )
     latencies = []
     for name, _ in names(count):
-        job_at = emulator.created[jobs_plural, NAMESPACE, f"{name}-trainer"]
-        latencies.append(job_at - emulator.created[trainings_plural, NAMESPACE, name])
-    last_job = max(at for (p, ns, _), at in emulator.created.items() if p == jobs_plural and ns == NAMESPACE)
+        job_at = observed.created[jobs_plural, NAMESPACE, f"{name}-trainer"]
+        latencies.append(job_at - observed.created[trainings_plural, NAMESPACE, name])
+    last_job = max(at for (p, ns, _), at in observed.created.items() if p == jobs_plural and ns == NAMESPACE)
     run.time_to_all_jobs_s = round(last_job - started, 3)
     run.latency_p50_ms = round(1000 * percentile(latencies, 50), 1)
     run.latency_p99_ms = round(1000 * percentile(latencies, 99), 1)
@@ -371,11 +487,10 @@ async def measure(h: Harness, run: RunResult) -> None:
     run.cpu_create_s = round((proc.cpu() or 0.0) - cpu_start, 2)
     run.harness_cpu_create_s = round(time.process_time() - harness_cpu_start, 2)
     run.rss_after_jobs_mib = mib(proc.rss_kib())
-    run.settle_after_jobs_s = round(await settle(emulator, quiet=1.0, timeout=120), 3)
+    run.settle_after_jobs_s = round(await settle(observed, quiet=1.0, timeout=120), 3)
     # Requests per resource of the creation alone (until the operator went quiet), before the
     # status-path pushes below add their own writes.
-    created_counts = emulator.request_counts(since=started)
-    created_counts[f"CREATE {trainings_plural}"] -= count  # the harness's own POSTs
+    created_counts = observed.request_counts(since=started)
     run.api_requests_create = {key: value for key, value in sorted(created_counts.items()) if value}
     run.job_posts = created_counts.get(f"CREATE {jobs_plural}", 0)
     # Per resource: what the operator writes and reads per object, not its few long-lived watches.
@@ -384,7 +499,7 @@ async def measure(h: Harness, run: RunResult) -> None:
 
     if args.status_path and run.kind == "ours":
         await measure_push_lag(h, run)
-        await settle(emulator, quiet=1.0, timeout=60)
+        await settle(observed, quiet=1.0, timeout=60)
 
     # Steady state with every resource (and, for ours, every metrics group) present.
     window_start, gets_before = time.monotonic(), await pushgateway_gets(plain, gateway)
@@ -407,9 +522,8 @@ async def measure(h: Harness, run: RunResult) -> None:
     run.rss_hwm_mib = mib(proc.hwm_kib())
     run.rss_peak_sampled_mib = mib(proc.peak_rss_kib)
     run.cpu_total_s = round(proc.cpu() or math.nan, 2)
-    run.jobs = emulator.count_created(jobs_plural, NAMESPACE)
-    counts = emulator.request_counts(since=started)
-    counts[f"CREATE {trainings_plural}"] -= count
+    run.jobs = observed.count_created(jobs_plural, NAMESPACE)
+    counts = observed.request_counts(since=started)
     run.api_requests_total = {key: value for key, value in sorted(counts.items()) if value}
     if not proc.alive():
         raise RuntimeError("the operator exited during the run")
@@ -489,12 +603,16 @@ def paired_ratio(pair: dict[str, list[RunResult]], name: str) -> float | None:
     return round(statistics.median(ratios), 2) if ratios else None
 
 
-def table(results: Results, args: argparse.Namespace) -> str:
-    versions = "with" if args.resource_versions else "WITHOUT"
+def tier_title(tier: str, args: argparse.Namespace) -> str:
+    if tier == "kmock":
+        return f"kmock tier, {'with' if args.resource_versions else 'WITHOUT'} resourceVersions"
+    return f"real control plane, Kubernetes {args.kubernetes_version}"
+
+
+def table(tier: str, results: Results, args: argparse.Namespace) -> str:
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     lines = [
-        f"Operator scale (kmock tier, {versions} resourceVersions), poll interval "
-        f"{args.poll_interval:g} s{rounds}",
+        f"Operator scale ({tier_title(tier, args)}), poll interval {args.poll_interval:g} s{rounds}",
         f"{'N':>5}  {'metric':<41}{'baseline':>10}{'ours':>10}{'ours/base':>11}",
     ]
     for count, pair in results.items():
@@ -510,7 +628,8 @@ def table(results: Results, args: argparse.Namespace) -> str:
 
 
 def targets(results: Results, args: argparse.Namespace) -> list[str]:
-    """The issue's two hard targets, judged on the worst round at every scale point."""
+    """The issue's hard targets (RSS, one Pushgateway request per interval, every Job within
+    ``--job-target`` seconds of its resource), judged on the worst round at every scale point."""
     out = []
     for count, pair in results.items():
         runs = pair["ours"]
@@ -522,11 +641,14 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
             0 < run.pgw_gets_in_window <= run.pgw_window_s / args.poll_interval + 1 for run in runs
         )
         worst = max(runs, key=lambda run: run.pgw_gets_per_interval) if runs else RunResult("ours", count)
+        slowest_job_s = max((run.latency_max_ms for run in runs), default=math.nan) / 1000
+        jobs_ok = ok and slowest_job_s <= args.job_target
         out.append(
             f"N={count}: RSS peak {fmt(peak)} MiB <= {args.rss_target_mib:g} MiB: "
             f"{'met' if rss_ok else 'NOT met'}; Pushgateway {worst.pgw_gets_in_window} GETs in "
             f"{fmt(worst.pgw_window_s)} s = {fmt(worst.pgw_gets_per_interval)} per interval: "
-            f"{'met' if pgw_ok else 'NOT met'}"
+            f"{'met' if pgw_ok else 'NOT met'}; slowest create→Job {fmt(slowest_job_s)} s <= "
+            f"{args.job_target:g} s: {'met' if jobs_ok else 'NOT met'}"
         )
     return out
 
@@ -570,14 +692,23 @@ def _version(package: str) -> str:
 # -- main ------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--resources", default="10,100,1000", help="scale points, comma-separated")
+    scale = os.environ.get("MNIST_BENCH_SCALE") or "10,100,1000"  # `make bench BENCH_SCALE=...`
+    parser.add_argument("--tiers", default=",".join(TIERS), help="kmock, k8s (real control plane) or both")
+    parser.add_argument("--resources", default=scale, help="scale points, comma-separated")
+    parser.add_argument("--k8s-resources", help="scale points of the k8s tier (default: --resources)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="operator Pushgateway poll, s")
-    parser.add_argument("--json", type=Path, default=REPO / "bench/results/operator_scale.json")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=REPO / "bench/results/operator_scale.json",
+        help="kmock tier's results; the k8s tier's go next to it with a _k8s suffix",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="parallel POSTs of the harness")
     parser.add_argument("--window", type=float, default=10.0, help="Pushgateway counting window, s")
     parser.add_argument("--lag-samples", type=int, default=10, help="single pushes timed per run")
     parser.add_argument("--timeout", type=float, default=300.0, help="max wait for all Jobs, s")
     parser.add_argument("--rss-target-mib", type=float, default=200.0)
+    parser.add_argument("--job-target", type=float, default=60.0, help="every Job within this, s")
     parser.add_argument("--no-status-path", dest="status_path", action="store_false")
     parser.add_argument(
         "--no-resource-versions",
@@ -586,41 +717,64 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep stock kmock's writes without metadata.resourceVersion (see bench/README.md)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat each pair; medians are reported")
-    parser.add_argument("--keep", action="store_true", help="keep operator logs and kubeconfigs")
+    parser.add_argument("--keep", action="store_true", help="keep operator logs, kubeconfigs, audit logs")
     parser.add_argument("--only", choices=KINDS, help="run one operator (no ratios)")
     parser.add_argument(
         "--profile", type=Path, help="write cProfile stats of each operator here (slows it: no figures)"
     )
     args = parser.parse_args(argv)
-    args.counts = [int(part) for part in args.resources.split(",") if part.strip()]
+    args.tier_list = [tier.strip() for tier in args.tiers.split(",") if tier.strip()]
+    if unknown := set(args.tier_list) - set(TIERS):
+        parser.error(f"unknown tier(s) {', '.join(sorted(unknown))}; choose from {', '.join(TIERS)}")
+    args.counts = {
+        "kmock": _counts(args.resources),
+        "k8s": _counts(args.k8s_resources or args.resources),
+    }
+    args.binaries, args.kubernetes_version = None, None
+    if "k8s" in args.tier_list:
+        try:
+            args.binaries = locate()
+        except BinariesMissingError as error:
+            parser.error(f"the k8s tier needs the control-plane binaries: {error} (or pass --tiers kmock)")
+        args.kubernetes_version = pinned_versions().get("KUBERNETES_VERSION", "?")
     if args.profile:
         args.profile = args.profile.resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     return args
 
 
-async def run_all(args: argparse.Namespace, workdir: Path) -> Results:
+def _counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def results_path(args: argparse.Namespace, tier: str) -> Path:
+    return args.json if tier == "kmock" else args.json.with_name(f"{args.json.stem}_{tier}{args.json.suffix}")
+
+
+async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Results]:
     # SIGTERM takes Ctrl-C's path: the run is cancelled, and every finally on the way out stops its
-    # operator and Pushgateway.
+    # operator, Pushgateway and control plane.
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    results: Results = {}
+    by_tier: dict[str, Results] = {}
     kinds = [args.only] if args.only else list(KINDS)
-    for count in args.counts:
-        results[count] = {kind: [] for kind in KINDS}
-        for round_ in range(args.rounds):
-            # Alternate who goes first, so a drift in the machine's load favours neither.
-            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                print(f"… N={count} {kind} (round {round_ + 1})", file=sys.stderr, flush=True)
-                run = await run_one(kind, count, args, workdir)
-                if not run.ok:
-                    print(f"   {kind} N={count} failed: {run.error}\n{run.log}", file=sys.stderr)
-                results[count][kind].append(run)
-        for kind in KINDS:
-            if not results[count][kind]:
-                results[count][kind].append(RunResult(kind, count, ok=False, error="not run"))
-    return results
+    for tier in args.tier_list:
+        results = by_tier[tier] = {}
+        for count in args.counts[tier]:
+            results[count] = {kind: [] for kind in KINDS}
+            for round_ in range(args.rounds):
+                # Alternate who goes first, so a drift in the machine's load favours neither.
+                for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                    print(f"… {tier} N={count} {kind} (round {round_ + 1})", file=sys.stderr, flush=True)
+                    run = await run_one(tier, kind, count, args, workdir)
+                    if not run.ok:
+                        print(f"   {tier} {kind} N={count} failed: {run.error}\n{run.log}", file=sys.stderr)
+                    results[count][kind].append(run)
+            for kind in KINDS:
+                if not results[count][kind]:
+                    results[count][kind].append(RunResult(kind, count, ok=False, error="not run"))
+    return by_tier
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -633,69 +787,81 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="operator-scale-"))
     started = time.monotonic()
     try:
-        results = asyncio.run(run_all(args, workdir))
+        by_tier = asyncio.run(run_all(args, workdir))
     except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; operators and Pushgateways stopped", file=sys.stderr)
+        print("interrupted; operators, Pushgateways and control planes stopped", file=sys.stderr)
         return 130
     finally:
         if not args.keep:
-            for path in workdir.iterdir():
-                path.unlink()
-            workdir.rmdir()
+            shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"logs in {workdir}", file=sys.stderr)
     elapsed = time.monotonic() - started
-
-    print(table(results, args))
-    verdicts = targets(results, args)
-    print("Targets (ours):")
-    for line in verdicts:
-        print("  " + line)
     info = machine()
+    info["kubernetes"] = args.kubernetes_version
+    failed: list[str] = []
+    for tier, results in by_tier.items():
+        print(table(tier, results, args))
+        verdicts = targets(results, args)
+        print(f"Targets (ours, {TIER_TITLES[tier]}):")
+        for line in verdicts:
+            print("  " + line)
+        if args.json:
+            path = results_path(args, tier)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                json.dumps(_finite(document(tier, results, verdicts, info, args)), indent=2, default=str)
+                + "\n"
+            )
+            print(f"JSON: {path}")
+        print()
+        failed += [
+            f"{tier} {run.kind} N={run.resources}"
+            for pair in results.values()
+            for runs in pair.values()
+            for run in runs
+            if not run.ok
+        ]
+    kubernetes = f", Kubernetes {info['kubernetes']}" if info["kubernetes"] else ""
     print(
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_gib']} GiB RAM; "
-        f"kopf {info['kopf']}, kmock {info['kmock']}, Python {info['python']}; "
+        f"kopf {info['kopf']}, kmock {info['kmock']}{kubernetes}, Python {info['python']}; "
         f"commit {info['commit']}{' + local changes' if info['dirty'] else ''}; load average "
         f"{info['loadavg_start'][0]} at start, {info['loadavg_end'][0]} at end; run took {elapsed:.0f} s"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        document = {
-            "benchmark": "operator_scale",
-            "machine": info,
-            "settings": {
-                k: v for k, v in vars(args).items() if k not in ("json", "counts") and not callable(v)
-            },
-            "targets": verdicts,
-            "medians": {
-                str(count): {kind: asdict(median_run(runs)) for kind, runs in pair.items()}
-                for count, pair in results.items()
-            },
-            "ratios_ours_over_baseline": {
-                str(count): {name: paired_ratio(pair, name) for _, name, kind in ROWS if kind == "r"}
-                for count, pair in results.items()
-            },
-            "runs": {
-                str(count): {
-                    kind: [{k: v for k, v in asdict(run).items() if k != "log"} for run in runs]
-                    for kind, runs in pair.items()
-                }
-                for count, pair in results.items()
-            },
-        }
-        args.json.write_text(json.dumps(_finite(document), indent=2, default=str) + "\n")
-        print(f"JSON: {args.json}")
-    failed = [
-        f"{run.kind} N={run.resources}"
-        for pair in results.values()
-        for runs in pair.values()
-        for run in runs
-        if not run.ok
-    ]
     if failed and not args.only:
         print("runs that did not complete: " + ", ".join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def document(
+    tier: str, results: Results, verdicts: list[str], info: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    skip = ("json", "counts", "binaries", "tier_list")
+    return {
+        "benchmark": "operator_scale",
+        "tier": tier,
+        "machine": info,
+        "settings": {k: v for k, v in vars(args).items() if k not in skip and not callable(v)}
+        | {"resources": ",".join(map(str, args.counts[tier]))},
+        "targets": verdicts,
+        "medians": {
+            str(count): {kind: asdict(median_run(runs)) for kind, runs in pair.items()}
+            for count, pair in results.items()
+        },
+        "ratios_ours_over_baseline": {
+            str(count): {name: paired_ratio(pair, name) for _, name, kind in ROWS if kind == "r"}
+            for count, pair in results.items()
+        },
+        "runs": {
+            str(count): {
+                kind: [{k: v for k, v in asdict(run).items() if k != "log"} for run in runs]
+                for kind, runs in pair.items()
+            }
+            for count, pair in results.items()
+        },
+    }
 
 
 def _finite(value: Any) -> Any:

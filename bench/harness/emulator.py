@@ -14,8 +14,6 @@ The first two change what a request costs, never what it answers.
 """
 
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +24,14 @@ import yaml
 
 from mnist_api.resource import GROUP, PLURAL, VERSION
 
+from .recording import HARNESS_HEADER, RecordQueries, Seen
+
 TRAININGS = f"{GROUP}/{VERSION}/{PLURAL}"
 JOBS = "batch/v1/jobs"
 
 
-@dataclass(frozen=True)
-class Seen:
-    """One request as the emulator saw it: enough to count API calls per verb and resource."""
-
-    at: float
-    method: str
-    action: str
-    plural: str
-    subresource: str
-
-
 @attrs.define(kw_only=True)
-class TimedEmulator(kmock.KubernetesEmulator):
+class TimedEmulator(RecordQueries, kmock.KubernetesEmulator):
     """A KubernetesEmulator that stamps creations and status writes and keeps a light request log.
 
     kmock keeps every request in full already; we keep our own compact log so counting needs neither
@@ -53,6 +42,7 @@ class TimedEmulator(kmock.KubernetesEmulator):
     """(plural, namespace, name) -> when the object was first stored."""
     epochs: dict[tuple[str, str, int], float] = attrs.field(factory=dict)
     """(namespace, name, epoch) -> when a status write first carried ``status.epoch == epoch``."""
+    uids: dict[tuple[str, str], str] = attrs.field(factory=dict)
     seen: list[Seen] = attrs.field(factory=list)
     last_request: float = 0.0
     resource_versions: bool = False
@@ -63,10 +53,11 @@ class TimedEmulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         now = time.monotonic()
-        self.last_request = now
         plural = request.resource.plural if request.resource is not None else ""
         action = request.action.value if request.action is not None else ""
-        self.seen.append(Seen(now, request.method.value, action, str(plural), request.subresource or ""))
+        if HARNESS_HEADER not in request.headers:  # the operator's request, not the harness's
+            self.last_request = now
+            self.seen.append(Seen(now, request.method.value, action, str(plural), request.subresource or ""))
         writes = (kmock.action.CREATE, kmock.action.UPDATE)
         if self.resource_versions and request.action in writes and isinstance(request.data, dict):
             # kmock stores a create's body and merges a patch's body as they are: the version rides in.
@@ -83,9 +74,9 @@ class TimedEmulator(kmock.KubernetesEmulator):
             key = (str(plural), request.namespace or meta.get("namespace") or "", meta.get("name") or "")
             self.created.setdefault(key, time.monotonic())
         elif request.action == kmock.action.UPDATE and plural == PLURAL and response.status < 300:
-            epoch = (data.get("status") or {}).get("epoch")
-            if isinstance(epoch, int):
-                self.epochs.setdefault((request.namespace or "", request.name or "", epoch), time.monotonic())
+            self.note_status(
+                request.namespace or "", request.name or "", data.get("status"), time.monotonic()
+            )
         return response
 
     def _forget(self, request: kmock.Request) -> None:
@@ -118,17 +109,6 @@ class TimedEmulator(kmock.KubernetesEmulator):
             return [self.objects[key]] if key in self.objects else []
         found: list[kmock.Object] = super()._KubernetesEmulator__get_objs(request, strict)  # type: ignore[misc]
         return found
-
-    def count_created(self, plural: str, namespace: str) -> int:
-        return sum(1 for p, ns, _ in self.created if p == plural and ns == namespace)
-
-    def request_counts(self, since: float = 0.0) -> Counter[str]:
-        """Requests by ``ACTION plural[/subresource]`` made at or after ``since``."""
-        return Counter(
-            f"{s.action or s.method} {s.plural}{'/' + s.subresource if s.subresource else ''}"
-            for s in self.seen
-            if s.at >= since
-        )
 
 
 def declare_resources(emulator: kmock.KubernetesEmulator) -> None:

@@ -9,6 +9,7 @@
 | ``MNIST_OPERATOR_TRAINER_SERVICE_ACCOUNT`` | (namespace default) | ServiceAccount of trainer pods |
 | ``MNIST_OPERATOR_PUSHGATEWAY_URL`` | (none) | Pushgateway for runs whose spec names none |
 | ``MNIST_OPERATOR_POLL_INTERVAL_SECONDS`` | ``5`` | seconds between Pushgateway polls (one request each) |
+| ``MNIST_OPERATOR_STATUS_COALESCE_SECONDS`` | ``0.5`` | changes within this long make one status write (0: one each) |
 | ``MNIST_OPERATOR_METRICS_PORT`` | ``9090`` | port of the operator's own /metrics (0 disables) |
 | ``MNIST_OPERATOR_WATCH_TIMEOUT_SECONDS`` | ``300`` | server-side watch timeout; the client waits 30 s more |
 | ``MNIST_OPERATOR_RUN_AS_USER`` | ``1000`` | uid (and gid, fsGroup) of trainer pods |
@@ -36,6 +37,7 @@ class Config:
     trainer_service_account: str | None = None
     pushgateway_url: str | None = None
     poll_interval_seconds: float = 5.0
+    status_coalesce_seconds: float = 0.5
     metrics_port: int = 9090
     watch_timeout_seconds: int = 300
     run_as_user: int = 1000
@@ -89,6 +91,7 @@ class Config:
             trainer_service_account=text("TRAINER_SERVICE_ACCOUNT"),
             pushgateway_url=pushgateway.rstrip("/") if pushgateway else None,
             poll_interval_seconds=number("POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, minimum=0.1),
+            status_coalesce_seconds=number("STATUS_COALESCE_SECONDS", cls.status_coalesce_seconds, minimum=0),
             metrics_port=int(number("METRICS_PORT", cls.metrics_port, minimum=0)),
             watch_timeout_seconds=int(number("WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds, minimum=10)),
             run_as_user=int(number("RUN_AS_USER", cls.run_as_user, minimum=1)),

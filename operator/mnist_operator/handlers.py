@@ -69,10 +69,11 @@ async def ensure_job(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await memo.operator.ensure_job(body)
 
 
-@kopf.on.field(GROUP, VERSION, PLURAL, field="spec.runPolicy.suspend")
-async def suspend_changed(body: kopf.Body, new: Any, old: Any, memo: kopf.Memo, **_: Any) -> None:
-    if old is not None:  # creation is ensure_job's
-        await memo.operator.set_suspended(body, bool(new))
+# on.update, not on.field: a field handler also runs on creation, as a second handler after ensure_job,
+# which costs every new training an extra bookkeeping patch (and the watch event it causes).
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec.runPolicy.suspend")
+async def suspend_changed(body: kopf.Body, new: Any, memo: kopf.Memo, **_: Any) -> None:
+    await memo.operator.set_suspended(body, bool(new))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -5,6 +5,7 @@ time, not at import time) and never from global state.
 """
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -75,6 +76,19 @@ class Kube:
                 raise
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """The call in a worker thread, its answer as plain JSON. The client would otherwise build its
+        models from the answer (in the thread) and we would turn them back into dicts (on the event
+        loop): about 0.7 ms per Job, where decoding the raw answer takes 0.01 ms."""
         self.requests += 1
-        result = await asyncio.to_thread(method, *args, **kwargs)
-        return self.batch.api_client.sanitize_for_serialization(result)
+        return await asyncio.to_thread(_json_call, method, *args, **kwargs)
+
+
+def _json_call(method: Any, *args: Any, **kwargs: Any) -> Any:
+    """Make the call, read the whole answer and hand the connection back to the pool (in the thread:
+    reading the body blocks). Errors still raise ApiException: the client checks the status first."""
+    response = method(*args, _preload_content=False, **kwargs)
+    try:
+        data = response.data
+    finally:
+        response.release_conn()
+    return json.loads(data) if data else None

@@ -14,7 +14,7 @@ import os
 import ssl
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,11 @@ class Ports:
 class ControlPlane:
     """Start with :meth:`start`, stop with :meth:`stop`; ``admin_kubeconfig`` is system:masters."""
 
-    def __init__(self, binaries: Binaries, workdir: Path) -> None:
+    def __init__(self, binaries: Binaries, workdir: Path, apiserver_extra_args: Sequence[str] = ()) -> None:
         self.bin = binaries
         self.dir = workdir
+        # Appended to kube-apiserver's flags (the operator benchmark adds an audit log).
+        self.apiserver_extra_args = list(apiserver_extra_args)
         self.logs = workdir / "logs"
         self.ports = Ports.allocate()
         self.server = f"https://127.0.0.1:{self.ports.apiserver}"
@@ -127,10 +129,14 @@ class ControlPlane:
         assert self._pki is not None
         return self._pki.ca.cert
 
+    def client_credentials(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
+        """A client certificate and key for ``user`` (cert CN) in ``groups`` (cert O)."""
+        assert self._pki is not None
+        return self._pki.client(user, groups)
+
     def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
         """A kubeconfig authenticating as ``user`` (client cert CN) in ``groups`` (cert O)."""
-        assert self._pki is not None
-        pair = self._pki.client(user, groups)
+        pair = self.client_credentials(user, groups)
         safe = user.replace(":", "_")
         return write_kubeconfig(
             self.dir / "kubeconfigs" / f"{safe}.kubeconfig", server=self.server, ca=self.ca_cert, client=pair
@@ -232,6 +238,7 @@ class ControlPlane:
             f"--proxy-client-cert-file={front_proxy.cert}",
             f"--proxy-client-key-file={front_proxy.key}",
             "--profiling=false",
+            *self.apiserver_extra_args,
         ]
 
     def _controller_manager_args(self, kubeconfig: Path, sa_keys: KeyPair) -> list[str]:

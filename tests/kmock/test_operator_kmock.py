@@ -212,3 +212,45 @@ def sample(exposition: str, name: str) -> float:
 
 def build_labels() -> dict[str, str]:
     return child_labels(load_manifests(yaml.safe_dump(training_body()))[0])
+
+
+async def test_changes_within_the_coalescing_window_make_one_status_write(
+    kube: kmock.KubernetesEmulator, api: Api, operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A window long enough that the Job, its status change and its pod surely fall into it.
+    monkeypatch.setenv("MNIST_OPERATOR_STATUS_COALESCE_SECONDS", "2")
+
+    def status_writes() -> int:
+        return len([r for r in kube["patch"] if r.url.path.endswith("/mnisttrainings/digits/status")])
+
+    def status() -> dict[str, Any]:
+        return (
+            stored(kube, "training.mnist-operator.io/v1alpha1/mnisttrainings", "digits").get("status") or {}
+        )
+
+    async with running_operator():
+        await api.call("POST", TRAININGS, training_body())
+        await eventually(lambda: stored(kube, "batch/v1/jobs", "digits-trainer"), what="the Job")
+        await api.call(
+            "PATCH",
+            f"{JOBS}/digits-trainer/status",
+            {"status": {"active": 1, "startTime": "2026-11-23T10:00:00Z"}},
+            "application/merge-patch+json",
+        )
+        pod = {
+            "metadata": {"name": "digits-trainer-x1", "namespace": "ml", "labels": build_labels()},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [{"name": "trainer", "state": {"running": {}}}],
+            },
+        }
+        await api.call("POST", "/api/v1/namespaces/ml/pods", pod)
+        assert status_writes() == 0  # nothing before the window closes
+        await eventually(lambda: status().get("phase") == "Running", what="phase Running")
+        await asyncio.sleep(2.5)  # a second write, had there been one, would have come by now
+        assert status_writes() == 1
+        assert (status()["jobName"], status()["podName"], status()["attempts"]) == (
+            "digits-trainer",
+            "digits-trainer-x1",
+            1,
+        )

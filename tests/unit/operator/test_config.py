@@ -6,6 +6,7 @@ from mnist_operator.config import Config, ConfigError
 def test_defaults_without_any_variable() -> None:
     config = Config.from_env({})
     assert config.namespaces == () and config.pushgateway_url is None and config.poll_interval_seconds == 5.0
+    assert config.status_coalesce_seconds == 0.5
 
 
 def test_every_variable_is_read() -> None:
@@ -18,6 +19,7 @@ def test_every_variable_is_read() -> None:
             "MNIST_OPERATOR_TRAINER_SERVICE_ACCOUNT": "trainer",
             "MNIST_OPERATOR_PUSHGATEWAY_URL": "http://pgw:9091/",
             "MNIST_OPERATOR_POLL_INTERVAL_SECONDS": "2.5",
+            "MNIST_OPERATOR_STATUS_COALESCE_SECONDS": "0",
             "MNIST_OPERATOR_METRICS_PORT": "0",
             "MNIST_OPERATOR_WATCH_TIMEOUT_SECONDS": "60",
             "MNIST_OPERATOR_RUN_AS_USER": "2000",
@@ -27,6 +29,7 @@ def test_every_variable_is_read() -> None:
     assert config.trainer_command == ("/venv/bin/python", "-m", "mnist_trainer")
     assert config.pushgateway_url == "http://pgw:9091"
     assert (config.poll_interval_seconds, config.metrics_port, config.watch_timeout_seconds) == (2.5, 0, 60)
+    assert config.status_coalesce_seconds == 0
     assert (config.trainer_image, config.image_pull_policy, config.run_as_user) == ("r/t:1", "Always", 2000)
 
 
@@ -35,6 +38,7 @@ def test_every_variable_is_read() -> None:
     [
         ("POLL_INTERVAL_SECONDS", "soon", "is not a number"),
         ("POLL_INTERVAL_SECONDS", "0", "must be at least 0.1"),
+        ("STATUS_COALESCE_SECONDS", "-1", "must be at least 0"),
         ("TRAINER_COMMAND", "python -m mnist_trainer", "must be a JSON list of strings"),
         ("IMAGE_PULL_POLICY", "Sometimes", "must be Always, IfNotPresent or Never"),
         ("PUSHGATEWAY_URL", "pgw:9091", "must start with http:// or https://"),
