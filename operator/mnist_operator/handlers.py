@@ -15,11 +15,14 @@ from mnist_api.resource import GROUP, PLURAL, VERSION
 
 from . import opmetrics
 from .config import Config
+from .diffbase import LeanAnnotationsDiffBaseStorage
 from .kube import Kube, make_api_client
 from .naming import MANAGED_BY, OPERATOR_NAME
 from .reconcile import Operator
 
 CHILDREN = {MANAGED_BY: OPERATOR_NAME}
+CHILDREN_SELECTOR = f"{MANAGED_BY}={OPERATOR_NAME}"
+CHILD_RESOURCES = (("batch", "v1", "jobs"), ("", "v1", "pods"))
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +43,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.connect_timeout = 30
     # Keep kopf's bookkeeping in annotations: the status belongs to the MnistTraining schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING  # our own transition Events say what happened
+    # Filter children on the server: a handler's `labels=` filter is applied by kopf after it has read
+    # and decoded every Job and pod event in the cluster, ours or not.
+    for group, version, plural in CHILD_RESOURCES:
+        settings.watching.label_selectors[group, version, plural] = CHILDREN_SELECTOR
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=opmetrics.REGISTRY)
     memo.operator = Operator(config, Kube(make_api_client()), _post_event)

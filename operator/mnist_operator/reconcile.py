@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mnist_api import MnistTraining, Phase, validate_resource
+from mnist_api import MnistTraining, Phase
 
 from . import opmetrics
 from .builders import build_trainer_job
@@ -21,7 +21,7 @@ from .kube import Kube
 from .naming import job_name
 from .pushgateway import Poller, RunKey, delete_group
 from .reducer import MetricsView, reduce_status
-from .state import Key, Store, plain
+from .state import Key, Store, validate_training
 
 log = logging.getLogger(__name__)
 FINAL_PHASES = {Phase.SUCCEEDED.value, Phase.FAILED.value}
@@ -49,7 +49,7 @@ class Operator:
     # -- the resource -----------------------------------------------------------------------------
     async def ensure_job(self, body: Mapping[str, Any]) -> str:
         """Create the training's Job unless it exists; idempotent across operator restarts."""
-        training = validate_resource(plain(body))
+        training = validate_training(body)
         job, created = await self.kube.create_job(build_trainer_job(training, self.config))
         owners = [ref.get("uid") for ref in job["metadata"].get("ownerReferences") or []]
         if training.metadata.uid not in owners:
@@ -67,7 +67,7 @@ class Operator:
         return str(job["metadata"]["name"])
 
     async def set_suspended(self, body: Mapping[str, Any], suspend: bool) -> None:
-        training = validate_resource(plain(body))
+        training = validate_training(body)
         await self.kube.patch_job_suspend(training.metadata.namespace, job_name(training), suspend)
 
     async def training_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -229,7 +229,7 @@ class Operator:
     # -- cleanup ----------------------------------------------------------------------------------
     async def expire_if_due(self, body: Mapping[str, Any]) -> bool:
         """Delete a finished training once ``spec.runPolicy.ttlSecondsAfterFinished`` has passed."""
-        training = validate_resource(plain(body))
+        training = validate_training(body)
         ttl = training.spec.run_policy.ttl_seconds_after_finished
         status = body.get("status") or {}
         finished = status.get("completionTime")

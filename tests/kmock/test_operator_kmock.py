@@ -254,3 +254,25 @@ async def test_changes_within_the_coalescing_window_make_one_status_write(
             "digits-trainer-x1",
             1,
         )
+
+
+async def test_children_are_watched_through_a_server_side_label_selector(
+    kube: kmock.KubernetesEmulator, api: Api, operator_env: dict[str, str]
+) -> None:
+    def child_watches() -> dict[str, set[str]]:
+        selectors: dict[str, set[str]] = {"jobs": set(), "pods": set()}
+        for request in kube["get"]:
+            plural = request.url.path.rsplit("/", 1)[-1]
+            if plural in selectors and request.params.get("watch") == "true":
+                selectors[plural].add(request.params.get("labelSelector", ""))
+        return selectors
+
+    async with running_operator():
+        await api.call("POST", TRAININGS, training_body())
+        await eventually(lambda: stored(kube, "batch/v1/jobs", "digits-trainer"), what="the Job")
+        watches = await eventually(lambda: all(child_watches().values()) and child_watches(), what="watches")
+    # Never every Job and pod in the cluster, decoded and then dropped.
+    assert watches == {
+        "jobs": {"app.kubernetes.io/managed-by=mnist-operator"},
+        "pods": {"app.kubernetes.io/managed-by=mnist-operator"},
+    }
