@@ -3,6 +3,7 @@ metrics pushed to a real Pushgateway → live figures; delete → the Pushgatewa
 
 import asyncio
 import urllib.request
+from functools import partial
 from typing import Any
 
 import kmock
@@ -44,6 +45,11 @@ def stored(kube: kmock.KubernetesEmulator, resource: str, name: str) -> dict[str
 def job_objects(kube: kmock.KubernetesEmulator) -> list[Any]:
     jobs = kmock.resource("batch/v1/jobs")
     return [key for key, obj in kube.objects.items() if key[0] == jobs and not obj.deleted]
+
+
+def training_status(kube: kmock.KubernetesEmulator) -> dict[str, Any]:
+    found: dict[str, Any] = stored(kube, "training.mnist-operator.io/v1alpha1/mnisttrainings", "digits")
+    return found.get("status") or {}
 
 
 def jobs_created(kube: kmock.KubernetesEmulator) -> int:
@@ -100,34 +106,12 @@ async def test_job_status_and_pushed_metrics_become_the_resource_status(
     for name, value in figures.items():
         Gauge(f"gangplank_train_{name}", name, registry=registry).set(value)
 
-    def status() -> dict[str, Any]:
-        return (
-            stored(kube, "training.mnist-operator.io/v1alpha1/mnisttrainings", "digits").get("status") or {}
-        )
+    status = partial(training_status, kube)
 
     async with running_operator():
         await api.call("POST", TRAININGS, training_body())
         await eventually(lambda: stored(kube, "batch/v1/jobs", "digits-trainer"), what="the Job")
-        # Play the Job controller and the kubelet: an active Job with a running pod.
-        await api.call(
-            "PATCH",
-            f"{JOBS}/digits-trainer/status",
-            {"status": {"active": 1, "startTime": "2026-11-23T10:00:00Z"}},
-            "application/merge-patch+json",
-        )
-        pod = {
-            "metadata": {
-                "name": "digits-trainer-x1",
-                "namespace": "ml",
-                "labels": build_labels(),
-                "creationTimestamp": "2026-11-23T10:00:01Z",
-            },
-            "status": {
-                "phase": "Running",
-                "containerStatuses": [{"name": "trainer", "state": {"running": {}}}],
-            },
-        }
-        await api.call("POST", "/api/v1/namespaces/ml/pods", pod)
+        await start_the_trainer(api)
         await eventually(lambda: status().get("phase") == "Running", what="phase Running")
         pushadd_to_gateway(
             gateway.url, "mnist", registry, grouping_key=grouping_key("ml", "digits", "uid-digits")
@@ -210,6 +194,26 @@ def sample(exposition: str, name: str) -> float:
     return float(line.rsplit(" ", 1)[1])
 
 
+async def start_the_trainer(api: Api) -> None:
+    """Play the Job controller and the kubelet: the Job turns active and its pod runs."""
+    await api.call(
+        "PATCH",
+        f"{JOBS}/digits-trainer/status",
+        {"status": {"active": 1, "startTime": "2026-11-23T10:00:00Z"}},
+        "application/merge-patch+json",
+    )
+    pod = {
+        "metadata": {
+            "name": "digits-trainer-x1",
+            "namespace": "ml",
+            "labels": build_labels(),
+            "creationTimestamp": "2026-11-23T10:00:01Z",
+        },
+        "status": {"phase": "Running", "containerStatuses": [{"name": "trainer", "state": {"running": {}}}]},
+    }
+    await api.call("POST", "/api/v1/namespaces/ml/pods", pod)
+
+
 def build_labels() -> dict[str, str]:
     return child_labels(load_manifests(yaml.safe_dump(training_body()))[0])
 
@@ -223,28 +227,12 @@ async def test_changes_within_the_coalescing_window_make_one_status_write(
     def status_writes() -> int:
         return len([r for r in kube["patch"] if r.url.path.endswith("/mnisttrainings/digits/status")])
 
-    def status() -> dict[str, Any]:
-        return (
-            stored(kube, "training.mnist-operator.io/v1alpha1/mnisttrainings", "digits").get("status") or {}
-        )
+    status = partial(training_status, kube)
 
     async with running_operator():
         await api.call("POST", TRAININGS, training_body())
         await eventually(lambda: stored(kube, "batch/v1/jobs", "digits-trainer"), what="the Job")
-        await api.call(
-            "PATCH",
-            f"{JOBS}/digits-trainer/status",
-            {"status": {"active": 1, "startTime": "2026-11-23T10:00:00Z"}},
-            "application/merge-patch+json",
-        )
-        pod = {
-            "metadata": {"name": "digits-trainer-x1", "namespace": "ml", "labels": build_labels()},
-            "status": {
-                "phase": "Running",
-                "containerStatuses": [{"name": "trainer", "state": {"running": {}}}],
-            },
-        }
-        await api.call("POST", "/api/v1/namespaces/ml/pods", pod)
+        await start_the_trainer(api)
         assert status_writes() == 0  # nothing before the window closes
         await eventually(lambda: status().get("phase") == "Running", what="phase Running")
         await asyncio.sleep(2.5)  # a second write, had there been one, would have come by now
