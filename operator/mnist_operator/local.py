@@ -225,6 +225,10 @@ def train_locally(
         out.write(f"mnist-operator: trainer log: {log_path}\n")
     status: dict[str, Any] = {}
     interrupted = False
+    # Ctrl-C, and `kill` alike, stop the trainer cleanly. Set here rather than trusted: a shell without
+    # job control starts background commands with SIGINT ignored, and the default SIGTERM would leave
+    # the trainer (in a session of its own) running without us.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     while True:
         try:
             code = child.poll()
@@ -243,6 +247,8 @@ def train_locally(
                 interrupted = True
                 out.write("mnist-operator: stopping the trainer; run the same command again to resume\n")
                 child.send_signal(signal.SIGTERM)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     assert process.exit_code is not None
     if process.exit_code != 0:
         reason = describe_exit_code(process.exit_code)
@@ -252,6 +258,10 @@ def train_locally(
             f"mnist-operator: model and metrics.json in {Path(env['MNIST_OUTPUT_DIR']) / meta.namespace / meta.name}\n"
         )
     return process.exit_code
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _copy_log(child: subprocess.Popen[str], log_path: Path, echo: TextIO | None, errors: list[str]) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import DataMirror
@@ -73,16 +74,30 @@ def test_logs_flag_follows_the_trainers_log(tmp_path: Path, data_mirror: DataMir
     assert "epoch 1/1  loss" in done.stdout and rows(done.stdout)[-1][1] == "Succeeded"
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, data_mirror: DataMirror) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
+    tmp_path: Path, data_mirror: DataMirror, stop: signal.Signals
+) -> None:
     args = local_args(data_mirror, epochs=6)
+    # SIGINT ignored from the start, as a shell without job control starts a background command (and as
+    # CI may start the suite): the command must still stop cleanly.
     first = subprocess.Popen(
-        args, cwd=tmp_path, env=trainer_environment({}), stdout=subprocess.PIPE, text=True
+        args,
+        cwd=tmp_path,
+        env=trainer_environment({}),
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,  # noqa: PLW1509 - one call between fork and exec
     )
     assert first.stdout is not None
     for line in first.stdout:
         if re.match(r"mnist-convnet\s+Running\s+[1-5]/6", line):
             break
-    first.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground command
+    first.send_signal(stop)  # SIGINT is what Ctrl-C sends to the foreground command
     rest = first.communicate(timeout=120)[0]
     assert first.returncode == 143, rest
     assert "run the same command again to resume" in rest
