@@ -21,7 +21,7 @@ from .kube import Kube
 from .naming import job_name
 from .pushgateway import Poller, RunKey, delete_group
 from .reducer import MetricsView, reduce_status
-from .state import Key, Store, validate_training
+from .state import Key, Store, training_key, validate_training
 
 log = logging.getLogger(__name__)
 FINAL_PHASES = {Phase.SUCCEEDED.value, Phase.FAILED.value}
@@ -92,8 +92,7 @@ class Operator:
 
     def _track(self, body: Mapping[str, Any]) -> Key:
         """Store the resource; one seen for the first time (e.g. after a restart) counts in its phase."""
-        metadata = body.get("metadata") or {}
-        known = self.store.get((metadata.get("namespace", "default"), metadata.get("name", "")))
+        known = self.store.get(training_key(body))
         key = self.store.update_training(body)
         phase = (body.get("status") or {}).get("phase")
         if (known is None or known.training is None) and phase:
@@ -103,7 +102,7 @@ class Operator:
     async def forget(self, body: Mapping[str, Any]) -> None:
         """The resource is gone: its children go by garbage collection, its metrics we delete here."""
         metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
-        key = (metadata.get("namespace", "default"), metadata.get("name", ""))
+        key = training_key(body)
         entry = self.store.get(key)
         if entry is not None and entry.written_status and entry.written_status.get("phase"):
             opmetrics.TRAININGS_BY_PHASE.labels(entry.written_status["phase"]).dec()

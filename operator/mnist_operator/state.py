@@ -49,7 +49,7 @@ class Store:
         (generation, which the API server bumps on every spec change and on deletion). Most MODIFIED
         events of a training are such: the echoes of our own status writes and of kopf's bookkeeping."""
         metadata = body.get("metadata") or {}
-        entry = self._entries.get((metadata.get("namespace") or "default", metadata.get("name") or ""))
+        entry = self._entries.get(training_key(body))
         if entry is None or entry.training is None:
             return False
         known = entry.training.metadata
@@ -104,6 +104,12 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {"name": metadata.get("name"), "creationTimestamp": metadata.get("creationTimestamp")},
         "status": plain(body.get("status") or {}),
     }
+
+
+def training_key(body: Mapping[str, Any]) -> Key:
+    """The Store's key of an MnistTraining body, before (or without) validating it."""
+    metadata = body.get("metadata") or {}
+    return (metadata.get("namespace") or "default", metadata.get("name") or "")
 
 
 def validate_training(body: Mapping[str, Any]) -> MnistTraining:
