@@ -4,7 +4,7 @@ input pipelines and XLA, all in one process on real Fashion-MNIST.
 Four sections, each judged by RATIOS against a baseline measured in the same process, repetitions
 interleaved (the order rotates every round), reported as the median of per-round paired ratios:
 
-1. **overhead**: ``fit`` with the callbacks ``pipeline.run_training`` builds (RunState, BackupAndRestore,
+1. **overhead**: ``fit`` with the callbacks ``pipeline.run_training`` builds (SafeStop, RunState, BackupAndRestore,
    the best-model ModelCheckpoint, ProgressLog, TrainTestExporter pushing to a real Pushgateway after
    every epoch, weights histogram on) against the same ``fit`` with no callbacks: same model, data,
    validation set and batch (spec defaults). Every repetition gets fresh callbacks and run directories,
@@ -56,6 +56,8 @@ from mnist_trainer.models import build_model, make_optimizer
 from mnist_trainer.pipeline import _exporter  # the trainer's own exporter factory (no public builder)
 from mnist_trainer.progress import ProgressLog
 from mnist_trainer.run_state import RunState, best_value
+from mnist_trainer.safe_stop import SafeStop
+from mnist_trainer.stop_requests import StopRequests
 from tests.support.servers import start_pushgateway
 
 SEED = 42
@@ -207,6 +209,7 @@ class TrainerCallbacks:
         )
         Path(str(paths.best_checkpoint)).parent.mkdir(parents=True, exist_ok=True)
         callbacks: dict[str, Any] = {
+            "SafeStop": SafeStop(StopRequests()),
             "RunState": run_state,
             "BackupAndRestore": keras.callbacks.BackupAndRestore(
                 str(backup_dir), double_checkpoint=True, delete_checkpoint=False

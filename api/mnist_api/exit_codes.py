@@ -31,7 +31,7 @@ class ExitCode(IntEnum):
     RELEASE_CRITERIA_NOT_MET = 79
     """Training finished but the model failed ``spec.releaseCriteria``; the model is kept for inspection."""
     INTERRUPTED = 143
-    """Stopped by SIGTERM (pod deletion, preemption, Ctrl-C in local mode); resumes from the last epoch."""
+    """Stopped by SIGTERM or SIGINT (pod deletion, preemption, Ctrl-C); resumes from the last epoch."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ EXIT_CODES: dict[ExitCode, ExitCodeInfo] = {
         "ReleaseCriteriaNotMet", False, "the trained model did not meet spec.releaseCriteria"
     ),
     ExitCode.INTERRUPTED: ExitCodeInfo(
-        "Interrupted", True, "the trainer was stopped by SIGTERM; it resumes from its last finished epoch"
+        "Interrupted", True, "the trainer was stopped by a signal; it resumes from its last finished epoch"
     ),
 }
 

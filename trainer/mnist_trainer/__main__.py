@@ -7,14 +7,15 @@ The exit code says what happened (``mnist_api.exit_codes``); a one-line reason a
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
 from mnist_api.env import EnvContractError, TrainerConfig
 from mnist_api.exit_codes import ExitCode
+
+from .errors import Interrupted, TrainerError
+from .stop_requests import StopRequests
 
 TERMINATION_LOG = Path("/dev/termination-log")
 log = logging.getLogger("mnist_trainer")
@@ -39,12 +40,6 @@ def write_termination_message(message: str) -> None:
             TERMINATION_LOG.write_text(message[:4000], encoding="utf-8")
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    from .errors import Interrupted
-
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def main() -> int:
     configure_logging()
     try:
@@ -53,19 +48,20 @@ def main() -> int:
         log.error("%s", error)
         write_termination_message(str(error))
         return ExitCode.CONFIG_INVALID
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    # Imported after the signal handler is in place: importing TensorFlow takes seconds.
-    from .errors import Interrupted, TrainerError
-    from .pipeline import run_training
-
+    stops = StopRequests()
+    stops.install()
     try:
-        report = run_training(config, os.environ)
+        # Imported after the signal handler is in place: importing TensorFlow takes seconds.
+        from .pipeline import run_training
+
+        with stops.deferred():
+            report = run_training(config, os.environ, stops)
     except TrainerError as error:
         log.error("%s", error)
         write_termination_message(str(error))
         return error.exit_code
-    except (Interrupted, KeyboardInterrupt) as stop:
-        log.warning("stopped by %s; the next attempt resumes from the last finished epoch", stop or "SIGINT")
+    except Interrupted as stop:
+        log.warning("stopped by %s; the next attempt resumes from the last finished epoch", stop)
         return ExitCode.INTERRUPTED
     log.info(
         "done: test accuracy %.4f after %d epochs in %.1fs",

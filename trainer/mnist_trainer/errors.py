@@ -34,4 +34,4 @@ class ReleaseCriteriaError(TrainerError):
 
 
 class Interrupted(BaseException):
-    """Raised from the SIGTERM handler so training unwinds at the next Python instruction."""
+    """SIGTERM or SIGINT came in: raised where unwinding is safe (``stop_requests``)."""

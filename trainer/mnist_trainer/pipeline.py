@@ -26,6 +26,8 @@ from .models import build_model, make_optimizer
 from .progress import ProgressLog
 from .release import ModelFigures, release_failures
 from .run_state import RunState, best_value, write_json_atomically
+from .safe_stop import SafeStop
+from .stop_requests import StopRequests
 
 log = logging.getLogger(__name__)
 METRICS_SCHEMA_VERSION = 1
@@ -49,8 +51,11 @@ def pushgateway_handler(environ: Mapping[str, str]) -> Handler | None:
     return handler
 
 
-def run_training(config: TrainerConfig, environ: Mapping[str, str]) -> dict[str, Any]:
-    """Run every stage; returns what metrics.json holds. Raises TrainerError subclasses on failure."""
+def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopRequests) -> dict[str, Any]:
+    """Run every stage; returns what metrics.json holds. Raises TrainerError subclasses on failure.
+
+    Call it inside ``stops.deferred()``: it stops, raising ``Interrupted``, only at safe points.
+    """
     started = time.monotonic()
     timings: dict[str, float] = {}
     paths = RunPaths(PurePosixPath(config.output_dir), config.namespace, config.name, config.uid)
@@ -75,7 +80,8 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str]) -> dict[str,
     stage = time.monotonic()
     policy = FetchPolicy(attempts=config.download_attempts, backoff_seconds=config.download_backoff_seconds)
     cache = Path(dataset_cache_dir(PurePosixPath(config.data_dir), config.dataset))
-    data = load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
+    with stops.at_once():  # downloads may wait on the network for long, and run no TensorFlow
+        data = load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
     splits = split_train_validation(data, config.validation_split, seed)
     timings["fetch_seconds"] = time.monotonic() - stage
     log.info(
@@ -118,6 +124,7 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str]) -> dict[str,
     )
     Path(paths.best_checkpoint).parent.mkdir(parents=True, exist_ok=True)
     callbacks: list[Any] = [
+        SafeStop(stops),
         run_state,
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
@@ -154,9 +161,12 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str]) -> dict[str,
         log.info("evaluating the best checkpoint (%s %.4f)", monitor, best_value(run_state.history, monitor))
 
     # -- evaluate ------------------------------------------------------------------------------------
+    stops.check()
     stage = time.monotonic()
     test = to_dataset(data.x_test, data.y_test, config.batch_size, shuffle_seed=None)
-    result = evaluate(model, test, data.x_test, data.y_test, [exporter] if exporter else [])
+    result = evaluate(
+        model, test, data.x_test, data.y_test, [SafeStop(stops), *([exporter] if exporter else [])]
+    )
     if exporter is not None:
         exporter.push_class_accuracy(result.per_class_accuracy)
     timings["evaluate_seconds"] = time.monotonic() - stage
@@ -170,6 +180,7 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str]) -> dict[str,
     )
 
     # -- export --------------------------------------------------------------------------------------
+    stops.check()
     stage = time.monotonic()
     exported: dict[str, str] = {}
     if "keras" in config.export_formats:
