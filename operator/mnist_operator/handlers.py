@@ -1,12 +1,13 @@
-"""kopf handler registration only: every handler delegates to ``reconcile.Operator``.
+"""kopf handler registration only: every handler delegates to ``reconcile.Operator``; the startup
+handler also starts the watches of Jobs and pods (``children``), which run outside kopf.
 
 Run with ``kopf run -m mnist_operator.handlers --standalone --all-namespaces`` or ``mnist-operator run``.
 """
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any, cast
+import socket
+from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
@@ -14,25 +15,15 @@ from prometheus_client import start_http_server
 from mnist_api.resource import GROUP, PLURAL, VERSION
 
 from . import opmetrics
+from .children import ChildWatches
 from .config import Config
 from .diffbase import LeanAnnotationsDiffBaseStorage
+from .events import EventRecorder
 from .kube import Kube, make_api_client
 from .naming import MANAGED_BY, OPERATOR_NAME
 from .reconcile import Operator
 
-CHILDREN = {MANAGED_BY: OPERATOR_NAME}
 CHILDREN_SELECTOR = f"{MANAGED_BY}={OPERATOR_NAME}"
-CHILD_RESOURCES = (("batch", "v1", "jobs"), ("", "v1", "pods"))
-log = logging.getLogger(__name__)
-
-
-def _post_event(body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-    try:
-        kopf.event(
-            kopf.Body(cast(kopf.RawBody, dict(body))), type=kind, reason=reason, message=message[:1000]
-        )
-    except Exception as error:  # events are a courtesy; never fail a reconcile for one
-        log.debug("could not post an event: %s", error)
 
 
 @kopf.on.startup()
@@ -45,13 +36,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING  # our own transition Events say what happened
-    # Filter children on the server: a handler's `labels=` filter is applied by kopf after it has read
-    # and decoded every Job and pod event in the cluster, ours or not.
-    for group, version, plural in CHILD_RESOURCES:
-        settings.watching.label_selectors[group, version, plural] = CHILDREN_SELECTOR
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=opmetrics.REGISTRY)
-    memo.operator = Operator(config, Kube(make_api_client()), _post_event)
+    kube = Kube(make_api_client())
+    memo.events = EventRecorder(kube, component=OPERATOR_NAME, instance=socket.gethostname())
+    memo.operator = operator = Operator(config, kube, memo.events)
+    # Jobs and pods are watched outside kopf (children.py), selected by label on the server, each event
+    # reduced to a summary as it arrives; their own client keeps the long-lived watch connections apart.
+    memo.children = ChildWatches(
+        make_api_client(),
+        operator.child_event,
+        label_selector=CHILDREN_SELECTOR,
+        namespaces=config.namespaces,
+        server_timeout_seconds=config.watch_timeout_seconds,
+    )
+    memo.children.start()
 
 
 @kopf.on.login()
@@ -65,8 +64,12 @@ def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if hasattr(memo, "children"):
+        await memo.children.stop()
     if hasattr(memo, "operator"):
         await memo.operator.stop()
+    if hasattr(memo, "events"):
+        await memo.events.flush()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -86,16 +89,6 @@ async def suspend_changed(body: kopf.Body, new: Any, memo: kopf.Memo, **_: Any) 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def training_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await memo.operator.training_event(event.get("type"), body)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
-async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.operator.child_event("job", event.get("type"), body)
-
-
-@kopf.on.event("", "v1", "pods", labels=CHILDREN)
-async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.operator.child_event("pod", event.get("type"), body)
 
 
 def _has_ttl(spec: kopf.Spec, **_: Any) -> bool:

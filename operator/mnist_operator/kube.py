@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 import kubernetes
-from kubernetes.client import ApiClient, BatchV1Api, CustomObjectsApi
+from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from mnist_api.resource import GROUP, PLURAL, VERSION
@@ -30,6 +30,7 @@ def make_api_client() -> ApiClient:
 class Kube:
     def __init__(self, client: ApiClient) -> None:
         self.batch = BatchV1Api(client)
+        self.core = CoreV1Api(client)
         self.custom = CustomObjectsApi(client)
         self.requests = 0
 
@@ -58,6 +59,9 @@ class Kube:
             name,
             {"status": status},
         )
+
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        await self._call(self.core.create_namespaced_event, namespace, body)
 
     async def delete_training(self, namespace: str, name: str, uid: str) -> None:
         options = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}

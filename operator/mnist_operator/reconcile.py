@@ -21,7 +21,7 @@ from .kube import Kube
 from .naming import job_name
 from .pushgateway import Poller, RunKey, delete_group
 from .reducer import MetricsView, reduce_status
-from .state import Key, Store, training_key, validate_training
+from .state import ChildKind, Key, Store, training_key, validate_training
 
 log = logging.getLogger(__name__)
 FINAL_PHASES = {Phase.SUCCEEDED.value, Phase.FAILED.value}
@@ -113,7 +113,7 @@ class Operator:
             await delete_group(url, job, key[0], key[1], metadata["uid"])
 
     # -- children ---------------------------------------------------------------------------------
-    async def child_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+    async def child_event(self, kind: ChildKind, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = self.store.update_child(kind, event_type, body)
         if key is not None:
             await self.request_refresh(key)
@@ -155,14 +155,13 @@ class Operator:
     async def request_refresh(self, key: Key) -> None:
         """Refresh the training's status soon: every change within ``status_coalesce_seconds`` makes one
         write. A new Job, its pod and the Job's first status change arrive within a few hundred ms and
-        used to make three writes (and three watch events back) per training."""
-        window = self.config.status_coalesce_seconds
-        if window <= 0:
-            await self.refresh(key)
-            return
+        used to make three writes (and three watch events back) per training. Never waits for the write:
+        the children's events reach the operator through one stream, which one slow write must not hold up.
+        """
         if key in self._due:
             return
         self._due.add(key)
+        window = self.config.status_coalesce_seconds
         task = asyncio.create_task(self._refresh_after(key, window), name=f"refresh {key[0]}/{key[1]}")
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)

@@ -3,13 +3,14 @@ so reflecting status costs no extra API reads), and the status it last wrote."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from mnist_api import MnistTraining, validate_resource
 
 from .naming import LABEL_NAME, LABEL_UID
 
 Key = tuple[str, str]  # namespace, name
+ChildKind = Literal["job", "pod"]
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Store:
     def forget(self, key: Key) -> None:
         self._entries.pop(key, None)
 
-    def update_child(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
+    def update_child(self, kind: ChildKind, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
         """Record a Job or pod event; returns the training it belongs to, if known by label."""
         metadata = body.get("metadata") or {}
         parent = (metadata.get("labels") or {}).get(LABEL_NAME)
@@ -84,25 +85,34 @@ class Store:
         return key
 
 
-# Only what the status reducer reads is kept of children. A Job or pod from a real API server carries
-# its whole pod template or spec and managedFields; the whole copies were 70 of the 504 MiB the operator
-# first peaked at with 1,000 trainings on a real control plane (bench/operator_scale.py).
+# Only what the status reducer reads is kept of children (and what finds their training). A Job or pod
+# from a real API server carries its whole pod template or spec and managedFields; the whole copies were
+# 70 of the 504 MiB the operator first peaked at with 1,000 trainings on a real control plane
+# (bench/operator_scale.py). The watches (children.py) reduce each event to this as it arrives.
 def job_summary(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A Job's name, whether it is suspended, and its status."""
-    metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+    """A Job's identity, whether it is suspended, and its status."""
+    spec = body.get("spec") or {}
     return {
-        "metadata": {"name": metadata.get("name")},
+        "metadata": _identity(body),
         "spec": {"suspend": spec.get("suspend")},
         "status": plain(body.get("status") or {}),
     }
 
 
 def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A pod's name, creation time (which attempt is the latest) and status."""
+    """A pod's identity, creation time (which attempt is the latest) and status."""
+    identity = _identity(body)
+    identity["creationTimestamp"] = (body.get("metadata") or {}).get("creationTimestamp")
+    return {"metadata": identity, "status": plain(body.get("status") or {})}
+
+
+def _identity(body: Mapping[str, Any]) -> dict[str, Any]:
     metadata = body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
     return {
-        "metadata": {"name": metadata.get("name"), "creationTimestamp": metadata.get("creationTimestamp")},
-        "status": plain(body.get("status") or {}),
+        "name": metadata.get("name"),
+        "namespace": metadata.get("namespace"),
+        "labels": {key: labels[key] for key in (LABEL_NAME, LABEL_UID) if key in labels},
     }
 
 
