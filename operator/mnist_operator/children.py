@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
-from kubernetes.client.exceptions import ApiException
+from kubernetes.client import ApiClient
 from kubernetes.watch.watch import iter_resp_lines
 
+from . import rawapi
 from .state import ChildKind, job_summary, pod_summary
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ SUMMARIES: dict[ChildKind, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "job": job_summary,
     "pod": pod_summary,
 }
+PATHS: dict[ChildKind, str] = {"job": "/apis/batch/v1", "pod": "/api/v1"}
 PAGE_SIZE = 250  # a list page is decoded whole: 250 pods are a few MiB of Python objects, not 100s
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -127,7 +128,7 @@ class ChildWatch:
         listed: set[ObjectKey] = set()
         token: str | None = None
         while True:
-            page = self._call(limit=PAGE_SIZE, _continue=token) if token else self._call(limit=PAGE_SIZE)
+            page = self._call({"limit": PAGE_SIZE, **({"continue": token} if token else {})})
             for item in page.get("items") or []:
                 summary = self._summarize(item)
                 listed.add(object_key(summary))
@@ -142,15 +143,9 @@ class ChildWatch:
         self.resource_version = metadata.get("resourceVersion") or ""
 
     def _watch(self) -> None:
-        version = {"resource_version": self.resource_version} if self.resource_version else {}
-        response = self._call(
-            watch=True,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self.server_timeout_seconds,
-            _request_timeout=(30, self.server_timeout_seconds + 30),
-            stream=True,
-            **version,
-        )
+        version = {"resourceVersion": self.resource_version} if self.resource_version else {}
+        query = {"watch": True, "allowWatchBookmarks": True, "timeoutSeconds": self.server_timeout_seconds}
+        response = self._call({**query, **version}, stream=True)
         with self._lock:  # stop() sets the flag before it takes the lock: one of us sees the other
             if self._stopping.is_set():
                 response.release_conn()
@@ -187,30 +182,25 @@ class ChildWatch:
         self.known.record(event_type, summary)
         self.deliver(self.kind, event_type, summary)
 
-    def _call(self, *, stream: bool = False, **params: Any) -> Any:
-        """List (or watch, ``stream=True``) through the kubernetes client, raw: decoding into client
-        models and back would cost more than the summaries save."""
-        method = self._method()
-        args = (self.namespace,) if self.namespace else ()
+    def _call(self, query: dict[str, Any], *, stream: bool = False) -> Any:
+        """List (or watch, ``stream=True``) as plain JSON: decoding into client models and back would
+        cost more than the summaries save."""
+        namespace = f"/namespaces/{self.namespace}" if self.namespace else ""
+        path = f"{PATHS[self.kind]}{namespace}/{self.kind}s"
+        timeout = (30.0, self.server_timeout_seconds + 30.0)  # the server ends a watch first
         try:
-            response = method(*args, label_selector=self.label_selector, _preload_content=False, **params)
-        except ApiException as error:
+            return rawapi.request(
+                self.client,
+                "GET",
+                path,
+                query={"labelSelector": self.label_selector, **query},
+                stream=stream,
+                timeout=timeout,
+            )
+        except rawapi.ApiError as error:
             if error.status == 410:
                 raise ResourceVersionTooOldError(error.reason) from None
             raise
-        if stream:
-            return response
-        try:
-            return json.loads(response.data)
-        finally:
-            response.release_conn()
-
-    def _method(self) -> Callable[..., Any]:
-        if self.kind == "job":
-            batch = BatchV1Api(self.client)
-            return batch.list_namespaced_job if self.namespace else batch.list_job_for_all_namespaces
-        core = CoreV1Api(self.client)
-        return core.list_namespaced_pod if self.namespace else core.list_pod_for_all_namespaces
 
 
 def _lines(response: Any) -> Iterator[str]:
@@ -232,7 +222,7 @@ def _interrupt(response: Any) -> None:
 
 
 def _describe(error: Exception) -> str:
-    if isinstance(error, ApiException):
+    if isinstance(error, rawapi.ApiError):
         return f"HTTP {error.status} {error.reason}"
     return f"{type(error).__name__}: {error}"
 

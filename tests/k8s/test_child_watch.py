@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 import kubernetes.client as k8s
 import pytest
 
+from mnist_operator import rawapi
 from mnist_operator.children import ChildWatch
 from mnist_operator.handlers import CHILDREN_SELECTOR
 from mnist_operator.naming import LABEL_NAME, LABEL_UID, MANAGED_BY, OPERATOR_NAME
@@ -112,3 +114,15 @@ def test_a_too_old_version_lists_again_reports_what_vanished_and_follows_changes
     assert watch.resource_version not in (None, "", "1")
     # The stream was idle, with minutes left on its server-side timeout: stop() must cut it off.
     assert stopped_in < 5, f"stop took {stopped_in:.1f} s"
+
+
+def test_raw_requests_use_the_clients_credentials_and_report_errors_with_the_servers_message(
+    uncached_plane: ControlPlane,
+) -> None:
+    api = uncached_plane.api_client()  # client-certificate credentials over TLS
+    listed = rawapi.request(api, "GET", "/api/v1/namespaces/default/pods", query={"limit": 1})
+    assert listed["kind"] == "PodList"
+    with pytest.raises(rawapi.ApiError) as raised:
+        rawapi.request(api, "GET", "/api/v1/namespaces/default/pods/no-such-pod")
+    assert raised.value.status == 404
+    assert json.loads(raised.value.body)["message"] == 'pods "no-such-pod" not found'
