@@ -62,7 +62,14 @@ from tests.support.servers import start_pushgateway
 
 SEED = 42
 DEFAULT_BATCH = MnistTrainingSpec().batch_size
-CALLBACK_NAMES = ("RunState", "BackupAndRestore", "ModelCheckpoint", "ProgressLog", "TrainTestExporter")
+CALLBACK_NAMES = (
+    "SafeStop",
+    "RunState",
+    "BackupAndRestore",
+    "ModelCheckpoint",
+    "ProgressLog",
+    "TrainTestExporter",
+)
 
 
 class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]

@@ -4,8 +4,8 @@ kopf queues every watch event whole, per object, until that object's handlers ru
 10-20 KiB of JSON (managedFields, server defaults, the trainer's environment, the pod template); with
 1,000 trainings on a saturated event loop those queues held about 90 MiB (bench/operator_scale.py). Here
 a thread per watched kind reads the stream, keeps a small summary of each object (what client-go's
-transform functions do) and hands only the summary to the event loop. A slow loop now leaves unread
-bytes in the socket, not decoded objects in memory.
+transform functions do) and hands only the summary to the event loop: when the loop falls behind, what
+waits is summaries of a few hundred bytes, not whole objects.
 
 Each thread lists (in pages) and then watches from the list's resourceVersion, with bookmarks; when the
 server says the version is too old (410) it lists again, and reports whatever vanished in between as
