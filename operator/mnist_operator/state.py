@@ -66,7 +66,9 @@ class Store:
         self._entries.pop(key, None)
 
     def update_child(self, kind: ChildKind, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
-        """Record a Job or pod event; returns the training it belongs to, if known by label."""
+        """Record a Job or pod event, ``body`` being the watch's summary of the object (``job_summary``,
+        ``pod_summary``: children.py reduces each event as it arrives); returns the training it belongs
+        to, if known by label."""
         metadata = body.get("metadata") or {}
         parent = (metadata.get("labels") or {}).get(LABEL_NAME)
         if not parent:
@@ -77,11 +79,11 @@ class Store:
             return None  # a leftover of a deleted resource of the same name
         deleted = event_type == "DELETED"
         if kind == "job":
-            entry.job = None if deleted else job_summary(body)
+            entry.job = None if deleted else dict(body)
         elif deleted:
             entry.pods.pop(metadata["name"], None)
         else:
-            entry.pods[metadata["name"]] = pod_summary(body)
+            entry.pods[metadata["name"]] = dict(body)
         return key
 
 
