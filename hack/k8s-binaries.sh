@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provide pinned control-plane binaries for the tier-3 tests (tests/k8s/):
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, helm
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, helm, and for the real
+#   node: kubelet, kube-proxy and CoreDNS (cluster DNS)
 # built from source through the Go module proxy (the only source of Kubernetes code reachable here:
 # release downloads are not). Results are cached outside the repo in
 #   ${MNIST_OPERATOR_CACHE:-$HOME/.cache/mnist-operator}/bin/<kubernetes-version>/
@@ -45,16 +46,17 @@ binary_ok() {
     kubectl) out="$("${BIN}/kubectl" version --client 2>&1)"; want="Client Version: ${KUBERNETES_VERSION}" ;;
     etcd) out="$("${BIN}/etcd" --version 2>&1)"; want="etcd Version: ${ETCD_VERSION#v}" ;;
     helm) out="$("${BIN}/helm" version --short 2>&1)"; want="${HELM_VERSION}" ;;
+    coredns) out="$("${BIN}/coredns" -version 2>&1)"; want="CoreDNS-${COREDNS_VERSION#v}" ;;
     *) out="$("${BIN}/${name}" --version 2>&1)"; want="Kubernetes ${KUBERNETES_VERSION}" ;;
   esac || return 1
   [[ "${out}" == *"${want}"* ]]
 }
 
-K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd)
 
 missing() {
   local name
-  for name in "${K8S_BINARIES[@]}" helm; do
+  for name in "${K8S_BINARIES[@]}" helm coredns; do
     binary_ok "${name}" || echo "${name}"
   done
 }
@@ -101,7 +103,7 @@ cd "${WORK}"
 log "building in ${WORK} with $("${GO}" version) (missing: ${todo//$'\n'/ })"
 start=${SECONDS}
 
-if [[ "${todo}" != "helm" ]]; then
+if grep -qvxE 'helm|coredns' <<<"${todo}"; then
   "${GO}" mod init mnist-operator.local/k8s-binaries >/dev/null 2>&1
   "${GO}" mod edit -require="k8s.io/kubernetes@${KUBERNETES_VERSION}"
 
@@ -140,11 +142,13 @@ if [[ "${todo}" != "helm" ]]; then
     k8s.io/kubernetes/cmd/kube-controller-manager
     k8s.io/kubernetes/cmd/kube-scheduler
     k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kubelet
+    k8s.io/kubernetes/cmd/kube-proxy
     go.etcd.io/etcd/server/v3
   )
   # Resolves the whole module graph and writes go.sum (checksums come from the checksum DB). Every
   # package is named @version: a bare `go get pkg` would upgrade its module to the newest release.
-  k8s_packages=("${packages[@]:0:4}")
+  k8s_packages=("${packages[@]:0:6}")
   "${GO}" get "${k8s_packages[@]/%/@${KUBERNETES_VERSION}}" "go.etcd.io/etcd/server/v3@${ETCD_VERSION}" >&2
   # Upstream release tags: notest drops test-only code paths, grpcnotrace drops x/net/trace.
   "${GO}" build -p "${PARALLEL}" -tags "selinux,notest,grpcnotrace" -ldflags "${ldflags}" \
@@ -161,6 +165,15 @@ if ! binary_ok helm; then
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
     "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" >&2
   log "helm built in $((SECONDS - hstart))s"
+fi
+
+# CoreDNS: its own module graph too. The whole default plugin set, as its releases ship it; a trimmed
+# plugin list would need a generated main package, and the real node only uses `kubernetes`.
+if ! binary_ok coredns; then
+  cstart=${SECONDS}
+  GOBIN="${WORK}/out" "${GO}" install -p "${PARALLEL}" -ldflags "-s -w" \
+    "github.com/coredns/coredns@${COREDNS_VERSION}" >&2
+  log "coredns built in $((SECONDS - cstart))s"
 fi
 
 # Move into place only after every build succeeded; mv within one filesystem is atomic per file.

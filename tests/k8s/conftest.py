@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +36,9 @@ from .controlplane import ControlPlane
 from .helpers import create_namespace
 from .node_agent import NodeAgent, read_logs
 from .podspec import Layout
+from .realnode import NodeSpec, RealNodes
+
+REPO = Path(__file__).resolve().parents[2]
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
@@ -174,3 +181,103 @@ def mirror(
     """Generated MNIST served over loopback HTTP, for trainings a module's operator runs."""
     with data_mirror_for(tmp_path_factory.mktemp("mirror"), synthetic_arrays) as served:
         yield served
+
+
+# --- the real nodes (tests/k8s/realnode.py) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltImages:
+    """The OCI archives hack/build-images.sh built: reference and archive path per image name."""
+
+    references: dict[str, str]
+    archives: dict[str, Path]
+
+    def __getitem__(self, name: str) -> str:
+        return self.references[name]
+
+
+def _fail_or_skip(message: str) -> NoReturn:
+    if _in_ci():
+        pytest.fail(f"CI is set, so the real-node tier must not skip: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> BuiltImages:
+    """Never builds (hack/run-tests.sh does, once, before pytest); reads what the cache holds."""
+    script = REPO / "hack" / "build-images.sh"
+    result = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        _fail_or_skip(f"images not built: run `bash hack/build-images.sh` ({result.stderr.strip()[-300:]})")
+    references: dict[str, str] = {}
+    archives: dict[str, Path] = {}
+    for line in result.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:
+            references[parts[0]] = parts[1]
+            archives[parts[1]] = Path(parts[2])
+    return BuiltImages(references, archives)
+
+
+@dataclass
+class RealCluster:
+    """A control plane of its own with two real nodes: ``node-cpu`` and ``node-gpu`` (one advertised
+    ``nvidia.com/gpu``, tainted as the agents' GPU node is)."""
+
+    plane: ControlPlane
+    nodes: RealNodes
+    images: BuiltImages
+
+    def kubectl(
+        self, *args: str, check: bool = False, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        return self.plane.kubectl(*args, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def real_cluster(k8s_binaries: Binaries, built_images: BuiltImages) -> Iterator[RealCluster]:
+    missing = [
+        name for name in ("kubelet", "kube-proxy", "coredns") if not (k8s_binaries.dir / name).exists()
+    ]
+    if missing:
+        _fail_or_skip(f"{', '.join(missing)} missing from {k8s_binaries.dir}: re-run hack/k8s-binaries.sh")
+    # UNIX socket paths must stay under 108 bytes: a short folder of its own, not pytest's deep tmp path.
+    root = Path(tempfile.mkdtemp(prefix="mnist-nodes-"))
+    plane = ControlPlane(k8s_binaries, root / "cp", egress_socket=root / "egress.sock")
+    plane.start()
+    trainer = built_images["trainer"]
+    specs = [
+        NodeSpec("node-cpu", images=tuple(built_images.references.values())),
+        NodeSpec(
+            "node-gpu",
+            labels={"nvidia.com/gpu.present": "true"},
+            taints=[GPU_TAINT],
+            extended_resources={GPU_RESOURCE: "1"},
+            images=(trainer,),
+        ),
+    ]
+    nodes = RealNodes(plane, k8s_binaries, root / "nodes", specs, built_images.archives)
+    try:
+        nodes.start()
+        yield RealCluster(plane, nodes, built_images)
+    finally:
+        nodes.stop()
+        plane.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def real_core(real_cluster: RealCluster) -> Iterator[Any]:
+    with real_cluster.plane.api_client() as api:
+        yield k8s.CoreV1Api(api)
+
+
+@pytest.fixture
+def real_namespace(request: pytest.FixtureRequest, real_core: Any) -> Iterator[str]:
+    """A fresh namespace on the real cluster that enforces Pod Security `restricted`, as a platform
+    team's training namespaces do."""
+    name = _namespace_name(request.node)
+    create_namespace(real_core, name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    yield name
+    real_core.delete_namespace(name, propagation_policy="Background")

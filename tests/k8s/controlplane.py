@@ -30,7 +30,10 @@ from . import processes
 from .binaries import Binaries
 from .pki import KeyPair, Pki, write_kubeconfig
 
-SERVICE_CIDR = "10.0.0.0/24"  # only ever data: ClusterIPs are allocated from it, never dialled
+# ClusterIPs are allocated from it; only pods on real nodes dial them, inside the nodes' own network
+# namespaces (tests/k8s/realnode.py), where kube-proxy translates them.
+SERVICE_CIDR = "10.0.0.0/24"
+KUBERNETES_SERVICE_IP = "10.0.0.1"  # the first address: the apiserver gives it to `kubernetes`
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -54,9 +57,18 @@ class Ports:
 class ControlPlane:
     """Start with :meth:`start`, stop with :meth:`stop`; ``admin_kubeconfig`` is system:masters."""
 
-    def __init__(self, binaries: Binaries, workdir: Path, apiserver_extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        binaries: Binaries,
+        workdir: Path,
+        apiserver_extra_args: Sequence[str] = (),
+        egress_socket: Path | None = None,
+    ) -> None:
         self.bin = binaries
         self.dir = workdir
+        # Where real nodes run (tests/k8s/realnode.py), the API server reaches kubelets, pods and Services
+        # through an HTTP CONNECT proxy on this UNIX socket (its `cluster` egress selection).
+        self.egress_socket = egress_socket
         # Appended to kube-apiserver's flags (the operator benchmark adds an audit log).
         self.apiserver_extra_args = list(apiserver_extra_args)
         self.logs = workdir / "logs"
@@ -83,8 +95,15 @@ class ControlPlane:
         pki = self._pki = Pki(self.dir / "pki")
         serving = pki.serving(
             "apiserver",
-            dns=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            ips=["127.0.0.1"],
+            dns=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
+            # The `kubernetes` Service's ClusterIP: pods on real nodes (tests/k8s/realnode.py) dial it.
+            ips=["127.0.0.1", KUBERNETES_SERVICE_IP],
         )
         sa_keys = pki.service_account_keys()
         # Aggregation-layer front proxy, on its own CA as kubeadm does. Without it every component's
@@ -99,8 +118,12 @@ class ControlPlane:
 
         # etcd and the apiserver start together: the apiserver retries etcd until it answers.
         self._spawn("etcd", self._etcd_args())
+        # What the API server presents to kubelets; system:masters so the kubelets' webhook authorizer
+        # allows logs, exec and port-forward as it does for kubeadm's apiserver-kubelet-client.
+        kubelet_client = pki.client("kube-apiserver-kubelet-client", ("system:masters",))
         self._spawn(
-            "kube-apiserver", self._apiserver_args(serving, sa_keys, front_proxy_pki.ca.cert, front_proxy)
+            "kube-apiserver",
+            self._apiserver_args(serving, sa_keys, front_proxy_pki.ca.cert, front_proxy, kubelet_client),
         )
         self._wait_healthy("kube-apiserver", self.ports.apiserver, "/readyz", deadline, admin)
         self.startup_seconds["apiserver"] = time.monotonic() - t0
@@ -219,9 +242,35 @@ class ControlPlane:
         ]
 
     def _apiserver_args(
-        self, serving: KeyPair, sa_keys: KeyPair, front_proxy_ca: Path, front_proxy: KeyPair
+        self,
+        serving: KeyPair,
+        sa_keys: KeyPair,
+        front_proxy_ca: Path,
+        front_proxy: KeyPair,
+        kubelet_client: KeyPair,
     ) -> list[str]:
         assert self._pki is not None
+        egress: list[str] = []
+        if self.egress_socket is not None:
+            config = self.dir / "egress-selector.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "apiserver.k8s.io/v1beta1",
+                        "kind": "EgressSelectorConfiguration",
+                        "egressSelections": [
+                            {
+                                "name": "cluster",
+                                "connection": {
+                                    "proxyProtocol": "HTTPConnect",
+                                    "transport": {"uds": {"udsName": str(self.egress_socket)}},
+                                },
+                            }
+                        ],
+                    }
+                )
+            )
+            egress = [f"--egress-selector-config-file={config}"]
         return [
             str(self.bin["kube-apiserver"]),
             f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
@@ -250,6 +299,9 @@ class ControlPlane:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={front_proxy.cert}",
             f"--proxy-client-key-file={front_proxy.key}",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            *egress,
             "--profiling=false",
             *self.apiserver_extra_args,
         ]
