@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu packages the tests use for real: the Pushgateway, promtool, genuine Fashion-MNIST.
+# Debian/Ubuntu packages the tests use for real: the Pushgateway, promtool, genuine Fashion-MNIST, and the
+# real test nodes' container runtime (containerd, runc, the CNI bridge plugins, iptables for kube-proxy).
 # Idempotent: installs only what is missing. Needs root or sudo.
 set -euo pipefail
 
@@ -11,6 +12,15 @@ command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v make >/dev/null || need+=(make)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# The test nodes (tests/k8s/realnode.py) start their own containerd with their own config and socket; the
+# package's service is never used (and these machines have no init system that would start it).
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables-restore >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v openssl >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -9,6 +9,9 @@ if [ -z "${MNIST_K8S_BIN:-}" ]; then
   MNIST_K8S_BIN="$(bash hack/k8s-binaries.sh | tail -n 1)" || { echo "run-tests: hack/k8s-binaries.sh failed" >&2; exit 1; }
   export MNIST_K8S_BIN
 fi
+# The images the real test nodes run (trainer, operator, Pushgateway, pause): built once from the
+# Dockerfiles, then cached by a hash of their inputs; a warm check takes under a second.
+bash hack/build-images.sh >/dev/null || { echo "run-tests: hack/build-images.sh failed" >&2; exit 1; }
 .venv/bin/python -m pytest "$@"
 code=$?
 if [ "$code" -eq 5 ]; then

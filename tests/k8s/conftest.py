@@ -1,13 +1,15 @@
 """Fixtures of the real-control-plane tier (see docs/testing-control-plane.md).
 
 - ``control_plane`` (session): etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
-- ``agents`` (session): two test node agents, ``node-cpu`` and ``node-gpu`` (1 ``nvidia.com/gpu``,
-  tainted ``nvidia.com/gpu=present:NoSchedule`` so only pods that tolerate it land there).
+- ``cluster`` (session): two real nodes on it (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS):
+  ``node-cpu`` and ``node-gpu`` (1 ``nvidia.com/gpu``, tainted ``nvidia.com/gpu=present:NoSchedule`` so
+  only pods that tolerate it land there), with the images ``hack/build-images.sh`` built.
 - ``k8s_api`` (session): an admin ``ApiClient`` built explicitly from the written kubeconfig.
-- ``namespace`` (function): a fresh namespace per test, deleted afterwards.
+- ``namespace`` (function): a fresh namespace per test, Pod Security ``restricted``, deleted afterwards.
+- ``mirror`` (session): generated MNIST served by a pod, for trainings.
 
-Without the binaries every test here is skipped with the command to build them -- except under CI
-(env ``CI`` set), where a skip would hide a broken tier, so the tests fail instead.
+Without the binaries or the images every test here is skipped with the command to build them -- except
+under CI (env ``CI`` set), where a skip would hide a broken tier, so the tests fail instead.
 """
 
 from __future__ import annotations
@@ -28,14 +30,10 @@ import numpy.typing as npt
 import pytest
 from kubernetes import client as k8s
 
-from tests.conftest import DataMirror, data_mirror_for
-from tests.support.servers import Pushgateway, start_pushgateway
-
-from .binaries import Binaries, BinariesMissingError, locate, pinned_versions
+from .binaries import Binaries, BinariesMissingError, locate
 from .controlplane import ControlPlane
 from .helpers import create_namespace
-from .node_agent import NodeAgent, read_logs
-from .podspec import Layout
+from .incluster import ClusterMirror, start_mirror
 from .realnode import NodeSpec, RealNodes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,8 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Equal", "value": "present", "effect": "NoSchedule"}
-# Room for the operator benchmarks' hundreds of pods; cpu/memory are bookkeeping only (not enforced).
-NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "500", "ephemeral-storage": "100Gi"}
 
 
 def _in_ci() -> bool:
@@ -62,70 +58,23 @@ def k8s_binaries() -> Binaries:
 
 
 @pytest.fixture(scope="session")
-def control_plane(k8s_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(k8s_binaries, tmp_path_factory.mktemp("control-plane"))
+def control_plane(k8s_binaries: Binaries) -> Iterator[ControlPlane]:
+    # UNIX socket paths (the API server's egress proxy, containerd's) must stay under 108 bytes: a short
+    # folder of its own rather than pytest's deep tmp path.
+    root = Path(tempfile.mkdtemp(prefix="mnist-k8s-"))
+    plane = ControlPlane(k8s_binaries, root / "cp", egress_socket=root / "egress.sock")
     plane.start()
     try:
         yield plane
     finally:
         plane.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def k8s_api(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
     with control_plane.api_client() as api:
         yield api
-
-
-@dataclass
-class NodeAgents:
-    """The session's test nodes. ``logs`` reads any pod's output, whichever node ran it."""
-
-    cpu: NodeAgent
-    gpu: NodeAgent
-    layout: Layout
-
-    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
-        return read_logs(self.layout, namespace, pod, container)
-
-    def running_pids(self, namespace: str | None = None) -> list[int]:
-        return self.cpu.running_pids(namespace) + self.gpu.running_pids(namespace)
-
-
-@pytest.fixture(scope="session")
-def agents(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeAgents]:
-    layout = Layout(tmp_path_factory.mktemp("nodes"))
-    version = pinned_versions()["KUBERNETES_VERSION"]
-
-    def make(name: str, capacity: dict[str, str], **extra: Any) -> NodeAgent:
-        return NodeAgent(
-            control_plane.api_client(pool_size=64),  # its own pool: hundreds of pods patch status at once
-            name=name,
-            layout=layout,
-            apiserver_port=control_plane.ports.apiserver,
-            capacity=capacity,
-            kubelet_version=version,
-            **extra,
-        )
-
-    cpu = make("node-cpu", NODE_CAPACITY)
-    gpu = make(
-        "node-gpu",
-        {**NODE_CAPACITY, GPU_RESOURCE: "1"},
-        labels={"nvidia.com/gpu.present": "true"},
-        taints=[GPU_TAINT],
-    )
-    started: list[NodeAgent] = []
-    try:
-        for agent in (cpu, gpu):
-            agent.start()
-            started.append(agent)
-        for agent in started:
-            agent.wait_schedulable()
-        yield NodeAgents(cpu=cpu, gpu=gpu, layout=layout)
-    finally:
-        for agent in started:
-            agent.stop()
 
 
 def _namespace_name(node: pytest.Item) -> str:
@@ -151,36 +100,20 @@ def rbac(k8s_api: k8s.ApiClient) -> Any:
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, core: Any) -> Iterator[str]:
-    """A fresh namespace named after the test; pods can be created as soon as it is yielded."""
-    name = _namespace_name(request.node)
-    create_namespace(core, name)
-    yield name
-    # Not waited for: the namespace controller and the node agents finish the cleanup in the
-    # background, and no other test looks into this namespace.
-    core.delete_namespace(name, propagation_policy="Background")
-
-
-@pytest.fixture
 def custom(k8s_api: k8s.ApiClient) -> Any:
     return k8s.CustomObjectsApi(k8s_api)
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Pushgateway]:
-    """A real Pushgateway on loopback for a module's operator."""
-    started = start_pushgateway()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def mirror(
-    tmp_path_factory: pytest.TempPathFactory, synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
-) -> Iterator[DataMirror]:
-    """Generated MNIST served over loopback HTTP, for trainings a module's operator runs."""
-    with data_mirror_for(tmp_path_factory.mktemp("mirror"), synthetic_arrays) as served:
-        yield served
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, core: Any) -> Iterator[str]:
+    """A fresh namespace named after the test that enforces Pod Security `restricted`, as a platform
+    team's training namespaces do; pods can be created as soon as it is yielded."""
+    name = _namespace_name(request.node)
+    create_namespace(core, name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    yield name
+    # Not waited for: the namespace controller and the kubelets finish the cleanup in the background,
+    # and no other test looks into this namespace.
+    core.delete_namespace(name, propagation_policy="Background")
 
 
 # --- the real nodes (tests/k8s/realnode.py) -------------------------------------------------------------
@@ -206,8 +139,12 @@ def _fail_or_skip(message: str) -> NoReturn:
 @pytest.fixture(scope="session")
 def built_images() -> BuiltImages:
     """Never builds (hack/run-tests.sh does, once, before pytest); reads what the cache holds."""
-    script = REPO / "hack" / "build-images.sh"
-    result = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-images.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         _fail_or_skip(f"images not built: run `bash hack/build-images.sh` ({result.stderr.strip()[-300:]})")
     references: dict[str, str] = {}
@@ -221,9 +158,9 @@ def built_images() -> BuiltImages:
 
 
 @dataclass
-class RealCluster:
-    """A control plane of its own with two real nodes: ``node-cpu`` and ``node-gpu`` (one advertised
-    ``nvidia.com/gpu``, tainted as the agents' GPU node is)."""
+class Cluster:
+    """The session's real nodes on the control plane: ``node-cpu`` and ``node-gpu`` (one advertised
+    ``nvidia.com/gpu``, tainted so only pods that tolerate it land there)."""
 
     plane: ControlPlane
     nodes: RealNodes
@@ -234,19 +171,35 @@ class RealCluster:
     ) -> subprocess.CompletedProcess[str]:
         return self.plane.kubectl(*args, check=check, timeout=timeout)
 
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        """``kubectl logs``: through the API server and the kubelet, as a user reads them."""
+        args = ["logs", "-n", namespace, pod] + ([f"--container={container}"] if container else [])
+        return self.kubectl(*args, check=True).stdout
+
+    def container_pids(self, namespace: str) -> list[int]:
+        """PIDs of the app containers' processes of every pod in ``namespace`` (read from the nodes'
+        cgroups), for tests that kill a trainer the way a node failure would."""
+        with self.plane.api_client() as api:
+            pods = k8s.CoreV1Api(api).list_namespaced_pod(namespace).items
+        ids = [
+            status.container_id.partition("://")[2]
+            for pod in pods
+            for status in pod.status.container_statuses or []
+            if status.container_id and status.state.running
+        ]
+        return self.nodes.container_pids(ids)
+
 
 @pytest.fixture(scope="session")
-def real_cluster(k8s_binaries: Binaries, built_images: BuiltImages) -> Iterator[RealCluster]:
+def cluster(
+    control_plane: ControlPlane, k8s_binaries: Binaries, built_images: BuiltImages
+) -> Iterator[Cluster]:
     missing = [
         name for name in ("kubelet", "kube-proxy", "coredns") if not (k8s_binaries.dir / name).exists()
     ]
     if missing:
         _fail_or_skip(f"{', '.join(missing)} missing from {k8s_binaries.dir}: re-run hack/k8s-binaries.sh")
-    # UNIX socket paths must stay under 108 bytes: a short folder of its own, not pytest's deep tmp path.
-    root = Path(tempfile.mkdtemp(prefix="mnist-nodes-"))
-    plane = ControlPlane(k8s_binaries, root / "cp", egress_socket=root / "egress.sock")
-    plane.start()
-    trainer = built_images["trainer"]
+    assert control_plane.egress_socket is not None
     specs = [
         NodeSpec("node-cpu", images=tuple(built_images.references.values())),
         NodeSpec(
@@ -254,30 +207,33 @@ def real_cluster(k8s_binaries: Binaries, built_images: BuiltImages) -> Iterator[
             labels={"nvidia.com/gpu.present": "true"},
             taints=[GPU_TAINT],
             extended_resources={GPU_RESOURCE: "1"},
-            images=(trainer,),
+            images=(built_images["trainer"],),
         ),
     ]
-    nodes = RealNodes(plane, k8s_binaries, root / "nodes", specs, built_images.archives)
+    nodes = RealNodes(
+        control_plane,
+        k8s_binaries,
+        control_plane.egress_socket.parent / "nodes",
+        specs,
+        built_images.archives,
+    )
     try:
         nodes.start()
-        yield RealCluster(plane, nodes, built_images)
+        yield Cluster(control_plane, nodes, built_images)
     finally:
         nodes.stop()
-        plane.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def real_core(real_cluster: RealCluster) -> Iterator[Any]:
-    with real_cluster.plane.api_client() as api:
-        yield k8s.CoreV1Api(api)
+@pytest.fixture(scope="session")
+def mirror(
+    cluster: Cluster, core_session: Any, synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
+) -> ClusterMirror:
+    """Generated MNIST served by a pod in the cluster, for every training of the session."""
+    folder = cluster.plane.dir.parent / "mirror"
+    folder.mkdir()
+    return start_mirror(core_session, cluster.images["trainer"], "mnist-mirror", folder, synthetic_arrays)
 
 
-@pytest.fixture
-def real_namespace(request: pytest.FixtureRequest, real_core: Any) -> Iterator[str]:
-    """A fresh namespace on the real cluster that enforces Pod Security `restricted`, as a platform
-    team's training namespaces do."""
-    name = _namespace_name(request.node)
-    create_namespace(real_core, name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
-    yield name
-    real_core.delete_namespace(name, propagation_policy="Background")
+@pytest.fixture(scope="session")
+def core_session(k8s_api: k8s.ApiClient) -> Any:
+    return k8s.CoreV1Api(k8s_api)

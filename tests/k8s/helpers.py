@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from .podspec import Json
+Json = dict[str, Any]
 
 T = TypeVar("T")
 
@@ -24,22 +25,48 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str, interv
         time.sleep(interval)
 
 
-def python_container(code: str, *, name: str = "main", **extra: Any) -> Json:
-    """A container running ``code`` with this interpreter (the node agent ignores the image)."""
-    return {"name": name, "image": "python:3.11-slim", "command": [sys.executable, "-c", code], **extra}
+# What Pod Security `restricted` requires, as the operator sets it on trainers; uid 1000 is our images' user.
+POD_SECURITY: Json = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: Json = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
+
+
+def python_container(code: str, *, image: str, name: str = "main", **extra: Any) -> Json:
+    """A container running ``code`` with the image's Python (the trainer image has one), with a writable
+    /tmp (an emptyDir named ``tmp``: see :func:`pod_spec`) under a read-only root."""
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "Never",
+        "command": ["python", "-c", textwrap.dedent(code)],
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        **extra,
+    }
 
 
 def pod_spec(*containers: Json, restart_policy: str = "Never", **extra: Any) -> Json:
+    volumes = [{"name": "tmp", "emptyDir": {}}, *extra.pop("volumes", [])]
     return {
         "restartPolicy": restart_policy,
         "terminationGracePeriodSeconds": 5,
+        "securityContext": POD_SECURITY,
         "containers": list(containers),
+        "volumes": volumes,
         **extra,
     }
 
 
 def job_manifest(
-    name: str, code: str, *, backoff_limit: int = 0, restart_policy: str = "Never", **spec: Any
+    name: str, code: str, *, image: str, backoff_limit: int = 0, restart_policy: str = "Never", **spec: Any
 ) -> Json:
     return {
         "apiVersion": "batch/v1",
@@ -47,7 +74,9 @@ def job_manifest(
         "metadata": {"name": name},
         "spec": {
             "backoffLimit": backoff_limit,
-            "template": {"spec": pod_spec(python_container(code), restart_policy=restart_policy)},
+            "template": {
+                "spec": pod_spec(python_container(code, image=image), restart_policy=restart_policy)
+            },
             **spec,
         },
     }
@@ -83,9 +112,12 @@ def create_namespace(core: Any, name: str, labels: dict[str, str] | None = None)
     )
 
 
-def make_claim(core: Any, namespace: str, name: str) -> str:
-    """A bound ReadWriteMany claim; returns its PV's name. No provisioner runs here, so a pre-made PV
-    that the real PV controller binds to the claim."""
+def make_claim(core: Any, namespace: str, name: str, folder: Path) -> Path:
+    """A bound claim on a hostPath PersistentVolume at ``folder`` (the nodes' filesystem is this
+    machine's, so a test reads what pods wrote there); returns ``folder``. No provisioner runs here, so
+    a pre-made PV that the real PV controller binds to the claim."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o777)  # hostPath ignores fsGroup: the pods' uid 1000 must be able to write
     pv_name = f"pv-{namespace}-{name}"
     core.create_persistent_volume(
         {
@@ -95,7 +127,7 @@ def make_claim(core: Any, namespace: str, name: str) -> str:
                 "accessModes": ["ReadWriteMany"],
                 "storageClassName": "manual",
                 "persistentVolumeReclaimPolicy": "Delete",
-                "hostPath": {"path": f"/unused/{pv_name}"},
+                "hostPath": {"path": str(folder), "type": "Directory"},
                 "claimRef": {"namespace": namespace, "name": name},
             },
         }
@@ -116,4 +148,4 @@ def make_claim(core: Any, namespace: str, name: str) -> str:
         timeout=60,
         what=f"claim {name} to bind",
     )
-    return pv_name
+    return folder

@@ -704,6 +704,17 @@ class RealNodes:
                     raise RealNodeError(f"nodes not Ready: {sorted(names - ready)}\n{tails}")
                 time.sleep(0.2)
 
+    def container_pids(self, container_ids: Iterable[str]) -> list[int]:
+        """PIDs in the cgroups of these containers (the kubelet names each after its container's ID)."""
+        wanted = set(container_ids)
+        pids: list[int] = []
+        for node in self.nodes:
+            memory = CGROUP_ROOT / "memory" / node.cgroup_root.lstrip("/")
+            for folder in memory.rglob("*"):
+                if folder.name in wanted and folder.is_dir():
+                    pids += [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+        return pids
+
     def stop(self) -> None:
         for node in self.nodes:
             with contextlib.suppress(Exception):

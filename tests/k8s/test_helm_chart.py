@@ -6,21 +6,17 @@
 - every rendered scenario passes ``kubectl apply --dry-run=server`` (admission, schema and restricted Pod
   Security checks of the real API server);
 - ``values.schema.json`` and the templates refuse bad values with messages that name the value;
-- ``helm install`` runs the operator pod on a test node (as the chart's ServiceAccount, namespaced RBAC),
-  ``helm test`` passes, the sample manifest trains to Succeeded through an external Pushgateway, and
-  ``helm uninstall`` removes every object and stops the operator process.
+- ``helm install`` runs the operator pod from its built image on a real node (as the chart's
+  ServiceAccount, namespaced RBAC), ``helm test`` passes, the sample manifest trains to Succeeded through
+  an external Pushgateway, and ``helm uninstall`` removes every object. (tests/k8s/test_operator.py
+  installs the chart's defaults, with its bundled Pushgateway.)
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +27,11 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.conftest import DataMirror
-from tests.support.servers import Pushgateway, free_port
-
 from .binaries import Binaries, pinned_versions
-from .conftest import NodeAgents
+from .conftest import Cluster
 from .controlplane import ControlPlane
 from .helpers import create_namespace, wait_for
+from .incluster import ClusterMirror, start_pushgateway
 from .operator_support import apply, sample_training, training_status, wait_for_phase
 
 pytestmark = pytest.mark.k8s
@@ -56,7 +50,6 @@ EXPECTED_SCENARIOS = {
 RENDER_NAMESPACE = "mnist-operator"
 RELEASE = "mnist-operator"  # contains the chart name, so objects are called plainly `mnist-operator`
 GROUP = "training.mnist-operator.io"
-SA_GROUPS = ("system:serviceaccounts", "system:authenticated")
 
 Doc = dict[str, Any]
 # What the API server fills into a probe that leaves them out (core/v1 defaults).
@@ -587,22 +580,6 @@ def namespace_names(core: Any) -> set[str]:
     return {n.metadata.name for n in core.list_namespace().items}
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def release_objects(control_plane: ControlPlane, namespaces: list[str]) -> list[str]:
     """Everything labelled with our release, in the given namespaces and cluster-wide."""
     selector = f"app.kubernetes.io/instance={RELEASE}"
@@ -634,9 +611,8 @@ def release_objects(control_plane: ControlPlane, namespaces: list[str]) -> list[
 def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
     helm: Helm,
     control_plane: ControlPlane,
-    agents: NodeAgents,
-    gateway: Pushgateway,
-    mirror: DataMirror,
+    cluster: Cluster,
+    mirror: ClusterMirror,
     core: Any,
     batch: Any,
     apps: Any,
@@ -645,41 +621,18 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
     trainings_namespace: str,
     tmp_path: Path,
 ) -> None:
-    service_account = RELEASE  # <fullname>: the release name already contains the chart name
-    kubeconfig = control_plane.impersonating_kubeconfig(
-        f"system:serviceaccount:{namespace}:{service_account}",
-        (*SA_GROUPS, f"system:serviceaccounts:{namespace}"),
-    )
-    # In a cluster the operator uses its ServiceAccount token; the node agent cannot mount it where the
-    # client library looks, so the operator gets a kubeconfig acting as that same ServiceAccount.
-    core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "operator-kubeconfig"},
-            "data": {"config": base64.b64encode(kubeconfig.read_bytes()).decode()},
-        },
-    )
-    health_port = free_port()
-    health_url = f"http://127.0.0.1:{health_port}/healthz"
+    """The namespaced-RBAC, external-Pushgateway way to install: the operator pod from its built image
+    runs as the chart's ServiceAccount (its token, in-cluster config), watches only the trainings'
+    namespace, and reports through a Pushgateway the chart does not deploy."""
+    metrics_namespace = f"{namespace}-metrics"
+    create_namespace(core, metrics_namespace, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    gateway = start_pushgateway(control_plane, core, cluster.images["pushgateway"], metrics_namespace)
     values = {
         "rbac": {"scope": "namespace"},
         "watchNamespaces": [trainings_namespace],
-        # The node agent ignores images and runs the command as a local process: this interpreter has
-        # both the operator and the trainer installed.
-        "command": [sys.executable, "-m", "mnist_operator"],
-        "trainer": {"command": [sys.executable, "-m", "mnist_trainer"]},
-        # Every pod shares this machine's network: loopback only, a free port, no metrics listener.
-        "health": {"port": health_port, "bindAddress": "127.0.0.1"},
-        "metrics": {"port": 0},
-        "pollIntervalSeconds": 0.5,
+        "pollIntervalSeconds": 1,
         "pushgateway": {"enabled": False, "externalUrl": gateway.url},
-        "extraEnv": [{"name": "KUBECONFIG", "value": "/etc/mnist-operator/kubeconfig/config"}],
-        "extraVolumes": [{"name": "kubeconfig", "secret": {"secretName": "operator-kubeconfig"}}],
-        "extraVolumeMounts": [
-            {"name": "kubeconfig", "mountPath": "/etc/mnist-operator/kubeconfig", "readOnly": True}
-        ],
         "terminationGracePeriodSeconds": 15,
-        "tests": {"command": [sys.executable], "operatorUrl": health_url},
     }
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -687,9 +640,8 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return helm.run(*args, "--namespace", namespace, kubeconfig=control_plane.admin_kubeconfig)
 
-    operator_pids: list[int] = []
     installed = run(
-        "install", RELEASE, str(CHART), "--values", str(values_file), "--wait", "--timeout", "120s"
+        "install", RELEASE, str(CHART), "--values", str(values_file), "--wait", "--timeout", "180s"
     )
     try:
         assert installed.returncode == 0, installed.stderr
@@ -700,20 +652,17 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
         (operator_pod,) = core.list_namespaced_pod(
             namespace, label_selector="app.kubernetes.io/component=operator"
         ).items
-        wait_for(lambda: healthy(health_url), timeout=90, what="the operator's /healthz")
-        operator_pids = agents.running_pids(namespace)
-        assert len(operator_pids) == 1, operator_pids
+        assert operator_pod.spec.containers[0].image == cluster.images["operator"]
 
-        tested = run("test", RELEASE, "--timeout", "120s")
-        test_log = agents.logs(namespace, f"{RELEASE}-test")
-        assert tested.returncode == 0, tested.stdout + tested.stderr + test_log
+        tested = run("test", RELEASE, "--logs", "--timeout", "120s")
+        assert tested.returncode == 0, tested.stdout + tested.stderr
         for check in (
             "MnistTraining API served",
             "operator ServiceAccount can list trainings",
             "operator /healthz",
             "Pushgateway /-/ready",
         ):
-            assert f"ok   {check}" in test_log, test_log
+            assert f"ok   {check}" in tested.stdout, tested.stdout
 
         spec = small_spec(mirror)
         apply(control_plane, sample_training(trainings_namespace, "helm-digits", **spec), tmp_path)
@@ -725,17 +674,16 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
         assert isinstance(status.get("accuracy"), float)
         assert any(g["labels"].get("training") == "helm-digits" for g in gateway.groups())
         (job,) = batch.list_namespaced_job(trainings_namespace).items
-        assert job.spec.template.spec.containers[0].command == [sys.executable, "-m", "mnist_trainer"]
+        assert job.spec.template.spec.containers[0].image == cluster.images["trainer"]
 
-        operator_log = agents.logs(namespace, operator_pod.metadata.name)
+        operator_log = cluster.logs(namespace, operator_pod.metadata.name)
         forbidden = [line for line in operator_log.splitlines() if "Forbidden" in line or " 403" in line]
         assert not forbidden, "the chart's namespaced RBAC was not enough:\n" + "\n".join(forbidden[:20])
     finally:
         uninstalled = run("uninstall", RELEASE, "--wait", "--timeout", "120s")
-        stop_leftovers(agents, namespace, operator_pids)
     assert uninstalled.returncode == 0, uninstalled.stderr
 
-    # helm uninstall deleted the Deployment; the garbage collector its pod; the node agent its process.
+    # helm uninstall deleted the Deployment; the garbage collector its pod; the kubelet its container.
     wait_for(
         lambda: (
             not core.list_namespaced_pod(
@@ -745,7 +693,6 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
         timeout=60,
         what="the operator pod to be deleted",
     )
-    assert not [pid for pid in operator_pids if alive(pid)], "the operator process outlived its pod"
     assert release_objects(control_plane, [namespace, trainings_namespace]) == []
     assert not apps.list_namespaced_deployment(namespace).items
     # helm never deletes crds/ (that would delete every user's trainings), and trainings are not its own.
@@ -754,31 +701,16 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
     control_plane.kubectl(
         "delete", "mnisttraining", "helm-digits", "-n", trainings_namespace, "--wait=true", check=True
     )
+    core.delete_namespace(metrics_namespace, propagation_policy="Background")
 
 
-def small_spec(mirror: DataMirror) -> dict[str, Any]:
-    """The sample's spec on generated loopback data, small enough to train in seconds."""
+def small_spec(mirror: ClusterMirror) -> dict[str, Any]:
+    """The sample's spec on the in-cluster mirror's generated data, small enough to train in seconds."""
     return {
-        "dataset": {"name": "mnist", "url": mirror.idx_url, "sha256": mirror.sha256},
+        "dataset": mirror.dataset(),
         "model": "mlp",
         "epochs": 2,
         "batchSize": 64,
         "releaseCriteria": {"minTestAccuracy": 0.5},
         "resources": {"cpu": "500m", "memory": "2Gi"},
     }
-
-
-def stop_leftovers(agents: NodeAgents, namespace: str, pids: list[int]) -> None:
-    """After uninstall the agent stops the pod's process within its grace period. Should it not (a failed
-    uninstall), end the processes this test's release started -- no other -- so nothing outlives the test."""
-    try:
-        wait_for(
-            lambda: not any(alive(pid) for pid in pids) and not agents.running_pids(namespace),
-            timeout=60,
-            what="the release's processes to stop",
-        )
-    except AssertionError:
-        for pid in {*pids, *agents.running_pids(namespace)}:
-            if alive(pid):
-                os.killpg(pid, signal.SIGKILL)
-        raise

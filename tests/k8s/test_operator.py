@@ -1,5 +1,11 @@
-"""The whole product on a real control plane: manifests applied with kubectl, the operator running as its
-ServiceAccount, trainer pods run by the node agent, metrics through a real Pushgateway."""
+"""The whole product on real nodes, as a user meets it: `helm install` with the built images and otherwise
+default values, then `kubectl apply -f` trainings whose trainers run from their image in namespaces that
+enforce Pod Security `restricted`; `kubectl logs` reads them and models land on PersistentVolumes.
+
+The operator and the Pushgateway run in-cluster from their images; trainers reach the chart's default
+Pushgateway URL (`http://<release>-pushgateway.<namespace>.svc:9091`) through cluster DNS and kube-proxy,
+and their data from a mirror pod (nothing outside the cluster is reachable).
+"""
 
 from __future__ import annotations
 
@@ -7,59 +13,101 @@ import json
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mnist_api import ManifestError, load_manifest_file
-from tests.conftest import DataMirror
-from tests.support.servers import Pushgateway
 
-from .conftest import NodeAgents
+from .conftest import Cluster
 from .controlplane import ControlPlane
 from .helpers import make_claim, wait_for
-from .operator_support import (
-    SERVICE_ACCOUNT,
-    OperatorProcess,
-    apply,
-    install_manifests,
-    sample_training,
-    start_operator,
-    training_status,
-    wait_for_phase,
-)
+from .incluster import ClusterMirror, ClusterPushgateway
+from .operator_support import apply, sample_training, training_status, wait_for_phase
 
 pytestmark = pytest.mark.k8s
 INVALID = Path(__file__).resolve().parents[1] / "resources" / "invalid"
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "mnist-operator"
+RELEASE = "mnist-operator"
+OPERATOR_NAMESPACE = "mnist-operator"
+SERVICE_ACCOUNT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}"
+
+
+@dataclass
+class Release:
+    """The chart installed with the built images; its bundled Pushgateway."""
+
+    cluster: Cluster
+    env: dict[str, str]
+    gateway: ClusterPushgateway
+    install_output: str
+
+    def helm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        plane = self.cluster.plane
+        argv = [
+            str(plane.bin["helm"]),
+            f"--kubeconfig={plane.admin_kubeconfig}",
+            "-n",
+            OPERATOR_NAMESPACE,
+            *args,
+        ]
+        return subprocess.run(
+            argv, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
+        )
+
+    def operator_log(self) -> str:
+        return self.cluster.kubectl("logs", "-n", OPERATOR_NAMESPACE, f"deployment/{RELEASE}").stdout
 
 
 @pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane,
-    agents: NodeAgents,
-    gateway: Pushgateway,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    install_manifests(control_plane)
-    running = start_operator(control_plane, gateway.url, tmp_path_factory.mktemp("operator"))
-    yield running
-    running.stop()
-    log = running.log()
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    work = tmp_path_factory.mktemp("helm")
+    env = {
+        # helm keeps caches and repositories under these; never the developer's own.
+        "HELM_CACHE_HOME": str(work / "cache"),
+        "HELM_CONFIG_HOME": str(work / "config"),
+        "HELM_DATA_HOME": str(work / "data"),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+    }
+    gateway = ClusterPushgateway(cluster.plane, OPERATOR_NAMESPACE, name=f"{RELEASE}-pushgateway")
+    release = Release(cluster, env, gateway, "")
+    repository, _, tag = cluster.images["pushgateway"].rpartition(":")
+    # The chart's default values but for the Pushgateway image (prom/pushgateway cannot be pulled here: ours
+    # holds Debian's build of the same program) and a shorter poll, so figures move within a test's time.
+    installed = release.helm(
+        "install", RELEASE, str(CHART), "--create-namespace",
+        "--set", f"pushgateway.image.repository={repository}",
+        "--set", f"pushgateway.image.tag={tag}",
+        "--set", "pollIntervalSeconds=1",
+        "--wait", "--timeout", "180s",
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr + describe(cluster)
+    release.install_output = installed.stdout
+    yield release
+    log = release.operator_log()
+    release.helm("uninstall", RELEASE, "--wait", "--timeout", "120s")
     # An RBAC denial names the user; "forbidden" alone also covers writes into a terminating namespace.
     denied = [line for line in log.splitlines() if f'User "{SERVICE_ACCOUNT}" cannot' in line]
-    assert not denied, "the manifests' RBAC was not enough:\n" + "\n".join(denied[:20])
+    assert not denied, "the chart's RBAC was not enough:\n" + "\n".join(denied[:20])
 
 
-def data_spec(mirror: DataMirror) -> dict[str, Any]:
-    return {"name": "mnist", "url": mirror.idx_url, "sha256": mirror.sha256}
+def describe(cluster: Cluster) -> str:
+    pods = cluster.kubectl("get", "pods", "-A", "-o", "wide").stdout
+    events = cluster.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp").stdout[-4000:]
+    return f"\n{pods}\n{events}"
 
 
-def small(mirror: DataMirror, **spec: Any) -> dict[str, Any]:
+def small(mirror: ClusterMirror, **spec: Any) -> dict[str, Any]:
     """Spec overrides that keep a training to seconds on generated data."""
     fields: dict[str, Any] = {
-        "dataset": data_spec(mirror),
+        "dataset": mirror.dataset(),
+        "model": "mlp",
         "epochs": 3,
         "batchSize": 64,
         "releaseCriteria": {"minTestAccuracy": 0.5},
@@ -76,17 +124,16 @@ def pods_of(core: Any, namespace: str, name: str) -> list[Any]:
 
 def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
     control_plane: ControlPlane,
-    agents: NodeAgents,
-    operator: OperatorProcess,
-    mirror: DataMirror,
-    gateway: Pushgateway,
+    cluster: Cluster,
+    operator: Release,
+    mirror: ClusterMirror,
     core: Any,
     batch: Any,
     custom: Any,
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    make_claim(core, namespace, "models")
+    volume = make_claim(core, namespace, "models", tmp_path / "models")
     apply(
         control_plane,
         sample_training(namespace, "digits", **small(mirror, output={"claimName": "models"})),
@@ -118,9 +165,7 @@ def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
     assert final[:3] == ["digits", "Succeeded", "3/3"]
 
     status = training_status(custom, namespace, "digits")
-    report = (
-        agents.layout.claim_dir(namespace, "models") / namespace / "digits" / "metrics.json"
-    ).read_text()
+    report = (volume / namespace / "digits" / "metrics.json").read_text()
     metrics = json.loads(report)
     assert status["testAccuracy"] == round(metrics["test"]["accuracy"], 4)
     assert status["accuracy"] == round(metrics["history"][-1]["accuracy"], 4)
@@ -139,8 +184,17 @@ def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
     ).stdout
     assert "JobCreated" in events and "Succeeded" in events
 
+    assert (volume / namespace / "digits" / "model.keras").stat().st_size > 0
+
     (pod,) = pods_of(core, namespace, "digits")
-    log = agents.logs(namespace, pod.metadata.name)
+    # The trainer ran from the built image, under the restricted securityContext the namespace enforces.
+    assert pod.spec.containers[0].image == cluster.images["trainer"]
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+    log = cluster.logs(namespace, pod.metadata.name)
+    wide = control_plane.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=True).stdout
+    print(
+        log, wide, sep="\n"
+    )  # `kubectl logs` and `kubectl get pods -o wide` as a user sees them (pytest -s)
     assert re.search(r"epoch 3/3  loss \S+  accuracy", log) and "\r" not in log
 
     control_plane.kubectl("delete", "mnisttraining", "digits", "-n", namespace, "--wait=true", check=True)
@@ -149,7 +203,7 @@ def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
     )
     wait_for(lambda: not pods_of(core, namespace, "digits"), timeout=60, what="the pod to be collected")
     wait_for(
-        lambda: not any(g["labels"].get("training") == "digits" for g in gateway.groups()),
+        lambda: not any(g["labels"].get("training") == "digits" for g in operator.gateway.groups()),
         timeout=30,
         what="the run's Pushgateway group to be deleted",
     )
@@ -157,15 +211,15 @@ def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
 
 def test_a_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
     control_plane: ControlPlane,
-    agents: NodeAgents,
-    operator: OperatorProcess,
-    mirror: DataMirror,
+    cluster: Cluster,
+    operator: Release,
+    mirror: ClusterMirror,
     core: Any,
     custom: Any,
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    make_claim(core, namespace, "models")
+    volume = make_claim(core, namespace, "models", tmp_path / "models")
     apply(
         control_plane,
         sample_training(namespace, "resumed", **small(mirror, epochs=6, output={"claimName": "models"})),
@@ -176,33 +230,31 @@ def test_a_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
         timeout=180,
         what="epoch 1",
     )
-    (pid,) = agents.running_pids(namespace)
+    (pid,) = cluster.container_pids(namespace)
     os.kill(pid, signal.SIGKILL)  # a node failure or OOM kill: no chance to clean up
 
     status = wait_for_phase(custom, namespace, "resumed", "Succeeded", timeout=240)
     assert status["attempts"] == 2 and status["epoch"] == 6
     first, second = sorted(pods_of(core, namespace, "resumed"), key=lambda p: p.metadata.creation_timestamp)
     assert first.status.container_statuses[0].state.terminated.exit_code == 137
-    second_log = agents.logs(namespace, second.metadata.name)
+    second_log = cluster.logs(namespace, second.metadata.name)
     assert "resuming at epoch" in second_log
     trained_again = re.findall(r"epoch (\d)/6  loss", second_log)
     assert 1 <= len(trained_again) <= 5 and trained_again[-1] == "6"
-    report = json.loads(
-        (agents.layout.claim_dir(namespace, "models") / namespace / "resumed" / "metrics.json").read_text()
-    )
+    report = json.loads((volume / namespace / "resumed" / "metrics.json").read_text())
     assert [entry["epoch"] for entry in report["history"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_data_error_fails_at_once_without_retries(
     control_plane: ControlPlane,
-    operator: OperatorProcess,
-    mirror: DataMirror,
+    operator: Release,
+    mirror: ClusterMirror,
     core: Any,
     custom: Any,
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    dataset = {"name": "mnist", "url": mirror.mirror.url + "no-such-folder/"}
+    dataset = {"name": "mnist", "url": mirror.url.removesuffix("idx/") + "no-such-folder/"}
     apply(control_plane, sample_training(namespace, "no-data", **small(mirror, dataset=dataset)), tmp_path)
     status = wait_for_phase(custom, namespace, "no-data", "Failed", timeout=120)
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
@@ -213,14 +265,14 @@ def test_a_data_error_fails_at_once_without_retries(
 
 def test_suspended_training_creates_no_pod_until_resumed(
     control_plane: ControlPlane,
-    operator: OperatorProcess,
-    mirror: DataMirror,
+    operator: Release,
+    mirror: ClusterMirror,
     core: Any,
     custom: Any,
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    spec = small(mirror, model="mlp", epochs=1, runPolicy={"suspend": True})
+    spec = small(mirror, epochs=1, runPolicy={"suspend": True})
     apply(control_plane, sample_training(namespace, "later", **spec), tmp_path)
     wait_for_phase(custom, namespace, "later", "Suspended", timeout=60)
     assert not pods_of(core, namespace, "later")
@@ -241,15 +293,15 @@ def test_suspended_training_creates_no_pod_until_resumed(
 
 def test_a_gpu_training_lands_on_the_gpu_node_only(
     control_plane: ControlPlane,
-    operator: OperatorProcess,
-    mirror: DataMirror,
+    operator: Release,
+    mirror: ClusterMirror,
     core: Any,
     custom: Any,
     namespace: str,
     tmp_path: Path,
 ) -> None:
     for name, gpus in (("on-gpu", 1), ("on-cpu", 0)):
-        spec = small(mirror, model="mlp", epochs=1, resources={"cpu": "500m", "memory": "2Gi", "gpus": gpus})
+        spec = small(mirror, epochs=1, resources={"cpu": "500m", "memory": "2Gi", "gpus": gpus})
         apply(control_plane, sample_training(namespace, name, **spec), tmp_path)
     for name in ("on-gpu", "on-cpu"):
         wait_for_phase(custom, namespace, name, "Succeeded", timeout=180)
@@ -259,14 +311,14 @@ def test_a_gpu_training_lands_on_the_gpu_node_only(
 
 def test_a_finished_training_is_deleted_after_its_ttl(
     control_plane: ControlPlane,
-    operator: OperatorProcess,
-    mirror: DataMirror,
+    operator: Release,
+    mirror: ClusterMirror,
     batch: Any,
     custom: Any,
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    spec = small(mirror, model="mlp", epochs=1, runPolicy={"ttlSecondsAfterFinished": 3})
+    spec = small(mirror, epochs=1, runPolicy={"ttlSecondsAfterFinished": 3})
     apply(control_plane, sample_training(namespace, "short-lived", **spec), tmp_path)
     wait_for_phase(custom, namespace, "short-lived", "Succeeded", timeout=180)
     gone = control_plane.kubectl(
@@ -280,7 +332,7 @@ def test_a_finished_training_is_deleted_after_its_ttl(
 
 @pytest.mark.parametrize("manifest", sorted(INVALID.glob("*.yaml")), ids=lambda p: p.stem)
 def test_invalid_manifests_are_refused_with_the_same_words_here_and_locally(
-    control_plane: ControlPlane, operator: OperatorProcess, namespace: str, manifest: Path
+    control_plane: ControlPlane, operator: Release, namespace: str, manifest: Path
 ) -> None:
     expected = manifest.read_text().splitlines()[0].removeprefix("# expect: ")
     refused = control_plane.kubectl("apply", "-n", namespace, "-f", str(manifest))
@@ -296,7 +348,118 @@ def test_there_are_at_least_ten_invalid_manifests() -> None:
 
 
 def test_kubectl_explain_shows_the_models_descriptions(
-    control_plane: ControlPlane, operator: OperatorProcess
+    control_plane: ControlPlane, operator: Release
 ) -> None:
     explained = control_plane.kubectl("explain", "mnisttraining.spec.epochs", check=True).stdout
     assert "Training epochs." in explained and "integer" in explained
+
+
+def test_helm_install_runs_the_operator_and_pushgateway_from_their_images(
+    cluster: Cluster, operator: Release
+) -> None:
+    # NOTES.txt tells the user the next commands.
+    assert "kubectl get mnisttrainings" in operator.install_output, operator.install_output
+    pods = json.loads(
+        cluster.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json", check=True).stdout
+    )["items"]
+    images = {c["image"] for p in pods for c in p["spec"]["containers"]}
+    assert {cluster.images["operator"], cluster.images["pushgateway"]} <= images
+    for pod in pods:
+        assert pod["status"]["phase"] == "Running", pod["metadata"]["name"]
+        assert all(s["ready"] for s in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
+    tested = operator.helm("test", RELEASE, "--logs", "--timeout", "120s")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    for check in ("MnistTraining API served", "operator /healthz", "Pushgateway /-/ready"):
+        assert f"ok   {check}" in tested.stdout, tested.stdout
+    # The kubelet really probed the operator's liveness endpoint: its prober metrics, read through the API
+    # server's node proxy.
+    probes = cluster.kubectl("get", "--raw", "/api/v1/nodes/node-cpu/proxy/metrics/probes", check=True).stdout
+    liveness = [
+        line
+        for line in probes.splitlines()
+        if line.startswith("prober_probe_total")
+        and f'namespace="{OPERATOR_NAMESPACE}"' in line
+        and 'probe_type="Liveness"' in line
+        and 'result="successful"' in line
+    ]
+    assert liveness and all(float(line.split()[-1]) >= 1 for line in liveness), probes[-2000:]
+
+
+def test_a_trainer_over_its_memory_limit_is_reported_oom_killed(
+    control_plane: ControlPlane,
+    operator: Release,
+    mirror: ClusterMirror,
+    custom: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    # TensorFlow alone needs more than this: the kernel kills the trainer as it starts.
+    spec = small(mirror, resources={"cpu": "500m", "memory": "200Mi"}, runPolicy={"backoffLimit": 0})
+    apply(control_plane, sample_training(namespace, "hungry", **spec), tmp_path)
+    status = wait_for_phase(custom, namespace, "hungry", "Failed", timeout=240)
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["reason"] == "OOMKilled", failed
+
+
+def test_a_deleted_trainer_pod_exits_143_and_its_retry_resumes(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    operator: Release,
+    mirror: ClusterMirror,
+    core: Any,
+    custom: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    volume = make_claim(core, namespace, "models", tmp_path / "models")
+    spec = small(mirror, epochs=6, output={"claimName": "models"})
+    apply(control_plane, sample_training(namespace, "drained", **spec), tmp_path)
+    wait_for(
+        lambda: (training_status(custom, namespace, "drained").get("epoch") or 0) >= 1,
+        timeout=240,
+        what="epoch 1",
+    )
+    (first,) = pods_of(core, namespace, "drained")
+    # What a node drain or `kubectl delete pod` does: the kubelet sends SIGTERM and waits for the grace period.
+    follow = subprocess.Popen(
+        [str(control_plane.bin["kubectl"]), f"--kubeconfig={control_plane.admin_kubeconfig}",
+         "logs", "-f", "-n", namespace, first.metadata.name],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        core.delete_namespaced_pod(first.metadata.name, namespace)
+        first_log, _ = follow.communicate(timeout=60)
+    finally:
+        follow.kill()
+    assert "stopped by SIGTERM" in first_log, first_log[-2000:]
+    status = wait_for_phase(custom, namespace, "drained", "Succeeded", timeout=300)
+    assert status["epoch"] == 6 and status["attempts"] >= 2
+    retry = pods_of(core, namespace, "drained")[-1]
+    retry_log = cluster.logs(namespace, retry.metadata.name)
+    assert "resuming at epoch" in retry_log
+    trained_again = re.findall(r"epoch (\d)/6  loss", retry_log)
+    assert 1 <= len(trained_again) <= 5 and trained_again[-1] == "6"
+    metrics = json.loads((volume / namespace / "drained" / "metrics.json").read_text())
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_helm_uninstall_leaves_nothing(cluster: Cluster, operator: Release) -> None:
+    result = operator.helm("uninstall", RELEASE, "--wait", "--timeout", "120s")
+    assert result.returncode == 0, result.stderr
+    wait_for(
+        lambda: not cluster.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "name").stdout.strip(),
+        timeout=60,
+        what="the release's pods to go",
+    )
+    left = cluster.kubectl(
+        "get",
+        "deployments,services,pods,serviceaccounts,configmaps,secrets",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "-o",
+        "name",
+    ).stdout.split()
+    # What Kubernetes itself keeps in every namespace.
+    assert set(left) <= {"serviceaccount/default", "configmap/kube-root-ca.crt"}, left
+    cluster_scoped = cluster.kubectl("get", "clusterroles,clusterrolebindings", "-o", "name").stdout
+    assert RELEASE not in cluster_scoped

@@ -8,55 +8,26 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import time
 from typing import Any
 
 import pytest
 
 from .binaries import pinned_versions
-from .conftest import GPU_RESOURCE, GPU_TOLERATION, RealCluster
-from .helpers import wait_for
+from .conftest import GPU_RESOURCE, GPU_TOLERATION, Cluster
+from .helpers import pod_spec, python_container, wait_for
 
 pytestmark = pytest.mark.k8s
-
-# What Pod Security `restricted` requires of every pod, the same fields the operator sets on trainers.
-POD_SECURITY = {
-    "runAsNonRoot": True,
-    "runAsUser": 1000,
-    "runAsGroup": 1000,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-CONTAINER_SECURITY = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-}
 
 
 def restricted_pod(name: str, image: str, code: str, **spec: Any) -> dict[str, Any]:
     """A pod running ``code`` with the image's Python, admitted by Pod Security `restricted`."""
-    container = {
-        "name": "main",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "command": ["python", "-c", textwrap.dedent(code)],
-        "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-    }
-    container.update(spec.pop("container", {}))
+    container = python_container(code, image=image, **spec.pop("container", {}))
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 5,
-            "securityContext": POD_SECURITY,
-            "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-            **spec,
-        },
+        "spec": pod_spec(container, **spec),
     }
 
 
@@ -73,16 +44,14 @@ def wait_terminated(core: Any, namespace: str, name: str, timeout: float = 120) 
     return pod.status.container_statuses[0].state.terminated, pod
 
 
-def test_nodes_register_ready_with_their_addresses_and_the_gpu(
-    real_cluster: RealCluster, real_core: Any
-) -> None:
-    nodes = {n.metadata.name: n for n in real_core.list_node().items}
+def test_nodes_register_ready_with_their_addresses_and_the_gpu(cluster: Cluster, core: Any) -> None:
+    nodes = {n.metadata.name: n for n in core.list_node().items}
     assert set(nodes) == {"node-cpu", "node-gpu"}
     for name, node in nodes.items():
         conditions = {c.type: c.status for c in node.status.conditions}
         assert conditions["Ready"] == "True", (name, conditions)
         addresses = {a.type: a.address for a in node.status.addresses}
-        assert addresses["InternalIP"] == real_cluster.nodes[name].ip
+        assert addresses["InternalIP"] == cluster.nodes[name].ip
         # Reported by the real kubelet from the real runtime, not written by a test.
         assert node.status.node_info.container_runtime_version.startswith("containerd://")
         assert node.status.node_info.kubelet_version == pinned_versions()["KUBERNETES_VERSION"]
@@ -115,16 +84,16 @@ PROBE = """
 
 
 def test_restricted_pod_runs_from_the_built_image_and_kubectl_logs_reads_it(
-    real_cluster: RealCluster, real_core: Any, real_namespace: str
+    cluster: Cluster, core: Any, namespace: str
 ) -> None:
-    image = real_cluster.images["trainer"]
-    real_core.create_namespaced_pod(real_namespace, restricted_pod("probe", image, PROBE))
-    terminated, pod = wait_terminated(real_core, real_namespace, "probe")
-    assert terminated.exit_code == 0, real_cluster.kubectl("logs", "-n", real_namespace, "probe").stdout
+    image = cluster.images["trainer"]
+    core.create_namespaced_pod(namespace, restricted_pod("probe", image, PROBE))
+    terminated, pod = wait_terminated(core, namespace, "probe")
+    assert terminated.exit_code == 0, cluster.kubectl("logs", "-n", namespace, "probe").stdout
     assert pod.spec.node_name == "node-cpu"
     assert pod.status.container_statuses[0].image_id  # the runtime resolved the imported image
 
-    logs = real_cluster.kubectl("logs", "-n", real_namespace, "probe")
+    logs = cluster.kubectl("logs", "-n", namespace, "probe")
     assert logs.returncode == 0, logs.stderr
     seen = json.loads(logs.stdout.strip().splitlines()[-1])
     assert seen["uid"] == 1000 and seen["gid"] == 1000 and seen["user"] == "mnist"
@@ -138,22 +107,22 @@ def test_restricted_pod_runs_from_the_built_image_and_kubectl_logs_reads_it(
 
 
 def test_pod_security_restricted_refuses_a_pod_without_a_security_context(
-    real_cluster: RealCluster, real_namespace: str, tmp_path: Any
+    cluster: Cluster, namespace: str, tmp_path: Any
 ) -> None:
-    bare = restricted_pod("bare", real_cluster.images["trainer"], "print('never')")
+    bare = restricted_pod("bare", cluster.images["trainer"], "print('never')")
     bare["spec"].pop("securityContext")
     bare["spec"]["containers"][0].pop("securityContext")
     path = tmp_path / "bare.json"
     path.write_text(json.dumps(bare))
-    refused = real_cluster.kubectl("apply", "-n", real_namespace, "-f", str(path))
+    refused = cluster.kubectl("apply", "-n", namespace, "-f", str(path))
     assert refused.returncode != 0
     assert 'violates PodSecurity "restricted:latest"' in refused.stderr
 
 
 def test_services_and_cluster_dns_reach_pods_on_either_node(
-    real_cluster: RealCluster, real_core: Any, real_namespace: str
+    cluster: Cluster, core: Any, namespace: str
 ) -> None:
-    image = real_cluster.images["trainer"]
+    image = cluster.images["trainer"]
     server = restricted_pod(
         "web",
         image,
@@ -170,9 +139,9 @@ def test_services_and_cluster_dns_reach_pods_on_either_node(
         },
     )
     server["metadata"]["labels"] = {"app": "web"}
-    real_core.create_namespaced_pod(real_namespace, server)
-    real_core.create_namespaced_service(
-        real_namespace,
+    core.create_namespaced_pod(namespace, server)
+    core.create_namespaced_service(
+        namespace,
         {
             "metadata": {"name": "web"},
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
@@ -181,14 +150,14 @@ def test_services_and_cluster_dns_reach_pods_on_either_node(
     wait_for(
         lambda: any(
             c.type == "Ready" and c.status == "True"
-            for c in real_core.read_namespaced_pod("web", real_namespace).status.conditions or []
+            for c in core.read_namespaced_pod("web", namespace).status.conditions or []
         ),
         timeout=60,
         what="the web pod to be Ready (its readiness probe run by the kubelet)",
     )
     client_code = f"""
         import json, ssl, urllib.request
-        web = "http://web.{real_namespace}.svc.cluster.local/hello.txt"
+        web = "http://web.{namespace}.svc.cluster.local/hello.txt"
         page = urllib.request.urlopen(web, timeout=10).read().decode()
         ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
         context = ssl.create_default_context(cafile=ca)
@@ -202,10 +171,10 @@ def test_services_and_cluster_dns_reach_pods_on_either_node(
         ("client-cpu", {}),
         ("client-gpu", {"nodeSelector": {"nvidia.com/gpu.present": "true"}, "tolerations": [GPU_TOLERATION]}),
     ):
-        real_core.create_namespaced_pod(real_namespace, restricted_pod(name, image, client_code, **extra))
+        core.create_namespaced_pod(namespace, restricted_pod(name, image, client_code, **extra))
     for name, node in (("client-cpu", "node-cpu"), ("client-gpu", "node-gpu")):
-        terminated, pod = wait_terminated(real_core, real_namespace, name)
-        logs = real_cluster.kubectl("logs", "-n", real_namespace, name).stdout
+        terminated, pod = wait_terminated(core, namespace, name)
+        logs = cluster.kubectl("logs", "-n", namespace, name).stdout
         assert terminated.exit_code == 0, logs
         assert pod.spec.node_name == node
         page, version = logs.strip().splitlines()[-2:]
@@ -213,9 +182,7 @@ def test_services_and_cluster_dns_reach_pods_on_either_node(
         assert version.startswith("v1.")
 
 
-def test_a_name_outside_the_cluster_does_not_resolve(
-    real_cluster: RealCluster, real_core: Any, real_namespace: str
-) -> None:
+def test_a_name_outside_the_cluster_does_not_resolve(cluster: Cluster, core: Any, namespace: str) -> None:
     code = """
         import socket
         try:
@@ -223,16 +190,14 @@ def test_a_name_outside_the_cluster_does_not_resolve(
         except socket.gaierror as exc:
             print("unresolved:", exc.errno)
     """
-    real_core.create_namespaced_pod(
-        real_namespace, restricted_pod("resolver", real_cluster.images["trainer"], code)
-    )
-    terminated, _ = wait_terminated(real_core, real_namespace, "resolver")
-    logs = real_cluster.kubectl("logs", "-n", real_namespace, "resolver").stdout
+    core.create_namespaced_pod(namespace, restricted_pod("resolver", cluster.images["trainer"], code))
+    terminated, _ = wait_terminated(core, namespace, "resolver")
+    logs = cluster.kubectl("logs", "-n", namespace, "resolver").stdout
     assert terminated.exit_code == 0 and "unresolved:" in logs, logs
 
 
 def test_a_container_over_its_memory_limit_is_oom_killed_by_the_kernel(
-    real_cluster: RealCluster, real_core: Any, real_namespace: str
+    cluster: Cluster, core: Any, namespace: str
 ) -> None:
     code = """
         chunks = []
@@ -245,32 +210,30 @@ def test_a_container_over_its_memory_limit_is_oom_killed_by_the_kernel(
             "requests": {"memory": "64Mi", "cpu": "100m"},
         }
     }
-    real_core.create_namespaced_pod(
-        real_namespace, restricted_pod("hog", real_cluster.images["trainer"], code, container=limits)
+    core.create_namespaced_pod(
+        namespace, restricted_pod("hog", cluster.images["trainer"], code, container=limits)
     )
-    terminated, _ = wait_terminated(real_core, real_namespace, "hog")
+    terminated, _ = wait_terminated(core, namespace, "hog")
     assert terminated.reason == "OOMKilled"
     assert terminated.exit_code == 137
 
 
-def test_a_gpu_pod_lands_on_the_gpu_node(
-    real_cluster: RealCluster, real_core: Any, real_namespace: str
-) -> None:
+def test_a_gpu_pod_lands_on_the_gpu_node(cluster: Cluster, core: Any, namespace: str) -> None:
     pod = restricted_pod(
         "wants-gpu",
-        real_cluster.images["trainer"],
+        cluster.images["trainer"],
         "print('on a gpu node')",
         container={"resources": {"limits": {GPU_RESOURCE: "1"}}},
         tolerations=[GPU_TOLERATION],
     )
-    real_core.create_namespaced_pod(real_namespace, pod)
-    terminated, finished = wait_terminated(real_core, real_namespace, "wants-gpu")
+    core.create_namespaced_pod(namespace, pod)
+    terminated, finished = wait_terminated(core, namespace, "wants-gpu")
     assert terminated.exit_code == 0
     assert finished.spec.node_name == "node-gpu"
 
 
 def test_deleting_a_pod_sends_sigterm_through_the_kubelet(
-    real_cluster: RealCluster, real_core: Any, real_namespace: str
+    cluster: Cluster, core: Any, namespace: str
 ) -> None:
     code = """
         import signal, sys, time
@@ -283,23 +246,21 @@ def test_deleting_a_pod_sends_sigterm_through_the_kubelet(
         while True:
             time.sleep(0.1)
     """
-    real_core.create_namespaced_pod(
-        real_namespace, restricted_pod("sleeper", real_cluster.images["trainer"], code)
-    )
+    core.create_namespaced_pod(namespace, restricted_pod("sleeper", cluster.images["trainer"], code))
     wait_for(
-        lambda: "ready" in real_cluster.kubectl("logs", "-n", real_namespace, "sleeper").stdout,
+        lambda: "ready" in cluster.kubectl("logs", "-n", namespace, "sleeper").stdout,
         timeout=60,
         what="the sleeper to start",
     )
     # `kubectl logs -f` follows the container through the kubelet until the container exits.
     follower = subprocess.Popen(
         [
-            str(real_cluster.plane.bin["kubectl"]),
-            f"--kubeconfig={real_cluster.plane.admin_kubeconfig}",
+            str(cluster.plane.bin["kubectl"]),
+            f"--kubeconfig={cluster.plane.admin_kubeconfig}",
             "logs",
             "-f",
             "-n",
-            real_namespace,
+            namespace,
             "sleeper",
         ],
         stdout=subprocess.PIPE,
@@ -309,7 +270,7 @@ def test_deleting_a_pod_sends_sigterm_through_the_kubelet(
     try:
         time.sleep(1)
         started = time.monotonic()
-        real_core.delete_namespaced_pod("sleeper", real_namespace, grace_period_seconds=20)
+        core.delete_namespaced_pod("sleeper", namespace, grace_period_seconds=20)
         output, _ = follower.communicate(timeout=30)
     finally:
         follower.kill()
