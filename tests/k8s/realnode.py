@@ -364,11 +364,11 @@ class RealNode:
 
     def _cgroup_dirs(self) -> list[Path]:
         relative = self.cgroup_root.lstrip("/")
-        # v1 hierarchies only: the unified (v2) mount of a hybrid host holds no controllers here.
+        # Every hierarchy, the hybrid host's unified (v2) mount too: runc creates the path there as well.
         return [
             hierarchy / relative
             for hierarchy in sorted(CGROUP_ROOT.iterdir())
-            if hierarchy.name != "unified" and (hierarchy / "cgroup.procs").exists()
+            if (hierarchy / "cgroup.procs").exists()
         ]
 
     def create_cgroups(self) -> None:

@@ -73,7 +73,9 @@ def test_apply_and_get_show_printer_columns(
 def test_apply_rejects_invalid_input(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> None:
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(
-        JOB_YAML.format(python="python3").replace("backoffLimit: 0", "backoffLimit: -1\n  retries: 3")
+        JOB_YAML.format(image="example.invalid/never-pulled:1").replace(
+            "backoffLimit: 0", "backoffLimit: -1\n  retries: 3"
+        )
     )
     result = control_plane.kubectl("apply", "-n", namespace, "-f", str(manifest))
     assert result.returncode != 0
