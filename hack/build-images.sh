@@ -2,7 +2,7 @@
 # Build the images the real test nodes run (tests/k8s/realnode.py), without Docker and without a registry:
 #   trainer      Dockerfile.trainer, as written, by BuildKit        ghcr.io/mnist-operator/trainer:<version>
 #   operator     Dockerfile.operator, as written, by BuildKit       ghcr.io/mnist-operator/operator:<version>
-#   pushgateway  Debian's prometheus-pushgateway package            mnist-operator.local/pushgateway:<deb version>
+#   pushgateway  Dockerfile.pushgateway (Debian's package), BuildKit mnist-operator.local/pushgateway:<deb version>
 #   pause        hack/pause.c, static                               mnist-operator.local/pause:1.0
 # as OCI archives that `ctr images import` loads into a node's containerd. Results are cached outside the
 # repository, in ${MNIST_OPERATOR_CACHE:-$HOME/.cache/mnist-operator}/images/<hash of every input>/, so a warm
@@ -21,8 +21,13 @@
 #   the venv module, groupadd/useradd) is made from Debian packages with mmdebstrap and given to the build
 #   as the PYTHON_IMAGE build argument the Dockerfiles declare, through a BuildKit named context.
 # - Where this machine trusts certificate authorities beyond Debian's (a TLS-inspecting egress proxy), the
-#   stand-in base carries the machine's CA bundle and points pip at it (PIP_CERT); elsewhere it is plain
-#   Debian. The published images are built from the pinned python base and carry neither.
+#   stand-in base carries the machine's CA bundle and points pip (PIP_CERT, because pip verifies with its own
+#   certifi bundle otherwise) and Python's ssl module (SSL_CERT_FILE) at it; elsewhere it is plain Debian.
+#   The stand-in is for local builds only: the published images are built from the pinned python base and
+#   carry neither the bundle nor the two variables.
+# - Machine rules: build containers are nested in this process's memory cgroup (defaultCgroupParent) and the
+#   folders made for them are removed at exit; BuildKit gives build steps no rlimits of their own (it drops
+#   containerd's default RLIMIT_NOFILE from the spec), so nothing needs raising a limit.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,6 +48,25 @@ esac
 log() { echo "build-images: $*" >&2; }
 
 CACHE="${MNIST_OPERATOR_CACHE:-$HOME/.cache/mnist-operator}"
+# The Pushgateway package version pinned in the build and the tag: the host's installed one (the version the
+# component tests run), else what the host's apt lists offer (apt-cache takes most of a second, dpkg-query not).
+PUSHGATEWAY_VERSION="$(dpkg-query -W -f='${Version}' prometheus-pushgateway 2>/dev/null \
+  || apt-cache policy prometheus-pushgateway 2>/dev/null | awk '/Candidate:/ {print $2}')"
+[[ -n "${PUSHGATEWAY_VERSION}" && "${PUSHGATEWAY_VERSION}" != "(none)" ]] \
+  || { log "apt knows no prometheus-pushgateway package (apt-get update?)"; exit 1; }
+PUSHGATEWAY_REF="mnist-operator.local/pushgateway:$(tr '~+' '--' <<<"${PUSHGATEWAY_VERSION}")"
+# The stand-in base's CA bundle and environment (see the top): part of its recipe, so a changed bundle
+# rebuilds it.
+BASE_ENV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8)
+BASE_ADD=()
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  BASE_ADD=(/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt)
+  BASE_ENV+=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+fi
+BASE_RECIPE="${DEBIAN_SUITE} ${BASE_PACKAGES} ${BASE_ENV[*]} $(sha256sum "${HERE}/oci-image.py" | cut -c1-64)"
+if [[ ${#BASE_ADD[@]} -gt 0 ]]; then
+  BASE_RECIPE+=" $(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -c1-64)"
+fi
 VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "${REPO}/pyproject.toml" | head -1)"
 [[ -n "${VERSION}" ]] || { log "no version in pyproject.toml"; exit 1; }
 
@@ -52,12 +76,12 @@ inputs_hash() {
   cd "${REPO}"
   {
     for f in hack/build-images.sh hack/oci-image.py hack/pause.c Dockerfile.trainer Dockerfile.operator \
-      .dockerignore pyproject.toml README.md; do
+      Dockerfile.pushgateway .dockerignore pyproject.toml README.md; do
       sha256sum "${f}"
     done
     git ls-files -co --exclude-standard -- api trainer operator | grep -v -e '__pycache__' -e '\.egg-info' \
       | LC_ALL=C sort | xargs -d '\n' sha256sum
-    echo "${BUILDKIT_VERSION} ${DEBIAN_SUITE} ${BASE_PACKAGES}"
+    echo "${BUILDKIT_VERSION} ${BASE_RECIPE} ${PUSHGATEWAY_VERSION}"
   } | sha256sum | cut -c1-16
 }
 
@@ -120,6 +144,9 @@ cleanup() {
   rm -rf "${WORK}"
 }
 trap cleanup EXIT
+# An interrupted build still stops buildkitd and removes its cgroup folders (EXIT alone misses SIGTERM).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- BuildKit -------------------------------------------------------------------------------------------------
 BK_BIN="${CACHE}/buildkit/${BUILDKIT_VERSION}"
@@ -142,37 +169,24 @@ if [[ ! -x "${BK_BIN}/buildkitd" || ! -x "${BK_BIN}/buildctl" ]]; then
   log "buildkit ${BUILDKIT_VERSION} built in $((SECONDS - bstart))s"
 fi
 
-# --- base images: the Python stand-in and the Pushgateway, from Debian packages --------------------------------
-BASE_KEY="$(echo "${DEBIAN_SUITE} ${BASE_PACKAGES} $(sha256sum "${HERE}/oci-image.py" "${HERE}/build-images.sh")" \
-  | sha256sum | cut -c1-16)"
+# --- the stand-in Python base, from Debian packages --------------------------------------------------------------
+# Keyed by its own recipe only, so editing this script or the sources reuses it (and BuildKit's layer cache,
+# which is keyed by the base's digest).
+BASE_KEY="$(sha256sum <<<"${BASE_RECIPE}" | cut -c1-16)"
 BASES="${CACHE}/images/base-${BASE_KEY}"
-ca_args=()
-if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-  ca_args=(--add /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt
-    --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
-fi
-if [[ ! -d "${BASES}/python-layout" || ! -s "${BASES}/pushgateway.tar" ]]; then
+if [[ ! -d "${BASES}/python-layout" ]]; then
   mkdir -p "${BASES}"
   bstart=${SECONDS}
   mmdebstrap --quiet --variant=minbase --include="${BASE_PACKAGES}" "${DEBIAN_SUITE}" "${WORK}/python-rootfs.tar" >&2
+  add_args=()
+  for spec in "${BASE_ADD[@]}"; do add_args+=(--add "${spec}"); done
+  env_args=()
+  for spec in "${BASE_ENV[@]}"; do env_args+=(--env "${spec}"); done
   python3 "${HERE}/oci-image.py" --ref "${STAND_IN_BASE}" --rootfs-tar "${WORK}/python-rootfs.tar" \
-    "${ca_args[@]}" --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
-    --cmd '["python3"]' --layout "${WORK}/python-layout" >/dev/null
+    "${add_args[@]}" "${env_args[@]}" --cmd '["python3"]' --layout "${WORK}/python-layout" >/dev/null
   rm -rf "${BASES}/python-layout"
   mv "${WORK}/python-layout" "${BASES}/python-layout"
-  mmdebstrap --quiet --variant=minbase --include=prometheus-pushgateway "${DEBIAN_SUITE}" \
-    "${WORK}/pushgateway-rootfs.tar" >&2
-  tar -xOf "${WORK}/pushgateway-rootfs.tar" ./var/lib/dpkg/status \
-    | awk '/^Package: prometheus-pushgateway$/{p=1} p&&/^Version:/{print $2; exit}' | tr '~+' '--' \
-    >"${BASES}/pushgateway.version"
-  # Run as nobody, like prom/pushgateway (the chart's podSecurityContext says 65534).
-  python3 "${HERE}/oci-image.py" \
-    --ref "mnist-operator.local/pushgateway:$(cat "${BASES}/pushgateway.version")" \
-    --rootfs-tar "${WORK}/pushgateway-rootfs.tar" --user 65534:65534 \
-    --entrypoint '["/usr/bin/prometheus-pushgateway"]' \
-    --label "org.opencontainers.image.description=Debian's prometheus-pushgateway package" \
-    --archive "${BASES}/pushgateway.tar" >/dev/null
-  log "base images built in $((SECONDS - bstart))s"
+  log "stand-in base built in $((SECONDS - bstart))s"
 fi
 
 # --- pause ------------------------------------------------------------------------------------------------------
@@ -181,8 +195,6 @@ gcc -static -Os -Wall -Wextra -o "${WORK}/pause" "${HERE}/pause.c"
 python3 "${HERE}/oci-image.py" --ref "${PAUSE_REF}" --add "${WORK}/pause:/pause:755" \
   --entrypoint '["/pause"]' --user 65535:65535 --archive "${WORK}/out/pause.tar" >/dev/null
 echo "${PAUSE_REF}" >"${WORK}/out/pause.ref"
-cp "${BASES}/pushgateway.tar" "${WORK}/out/pushgateway.tar"
-echo "mnist-operator.local/pushgateway:$(cat "${BASES}/pushgateway.version")" >"${WORK}/out/pushgateway.ref"
 
 # --- the Dockerfiles, by BuildKit ---------------------------------------------------------------------------------
 memory_cgroup="$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup)"
@@ -231,15 +243,24 @@ revision="$(git -C "${REPO}" rev-parse HEAD 2>/dev/null || echo unknown)"
 # BuildKit takes a layout's image by digest (a tag alone is refused).
 base_digest="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' \
   "${BASES}/python-layout/index.json")"
-for name in trainer operator; do
+built=()
+for name in trainer operator pushgateway; do
   bstart=${SECONDS}
-  ref="ghcr.io/mnist-operator/${name}:${VERSION}"
+  case "${name}" in
+    pushgateway)
+      ref="${PUSHGATEWAY_REF}"
+      args=(--opt build-arg:DEBIAN_IMAGE="${STAND_IN_BASE}" --opt build-arg:PUSHGATEWAY_VERSION="${PUSHGATEWAY_VERSION}")
+      ;;
+    *)
+      ref="ghcr.io/mnist-operator/${name}:${VERSION}"
+      args=(--opt build-arg:PYTHON_IMAGE="${STAND_IN_BASE}"
+        --opt build-arg:VERSION="${VERSION}" --opt build-arg:REVISION="${revision}")
+      ;;
+  esac
   if ! "${BK_BIN}/buildctl" --addr "unix://${socket}" build \
     --frontend dockerfile.v0 \
     --local context="${REPO}" --local dockerfile="${REPO}" \
-    --opt filename="Dockerfile.${name}" \
-    --opt build-arg:PYTHON_IMAGE="${STAND_IN_BASE}" \
-    --opt build-arg:VERSION="${VERSION}" --opt build-arg:REVISION="${revision}" \
+    --opt filename="Dockerfile.${name}" "${args[@]}" \
     --oci-layout "pythonbase=${BASES}/python-layout" \
     --opt "context:${STAND_IN_BASE}=oci-layout://pythonbase@${base_digest}" \
     --output "type=oci,name=${ref},dest=${WORK}/out/${name}.tar" \
@@ -250,6 +271,7 @@ for name in trainer operator; do
     exit 1
   fi
   echo "${ref}" >"${WORK}/out/${name}.ref"
+  built+=("${name} $((SECONDS - bstart))s")
   log "${name}: built in $((SECONDS - bstart))s, $(du -h "${WORK}/out/${name}.tar" | cut -f1)"
 done
 
@@ -261,5 +283,8 @@ find "${CACHE}/images" -mindepth 1 -maxdepth 1 -type d -name '????????????????' 
   -printf '%T@ %p\n' | sort -rn | tail -n +2 | cut -d' ' -f2- | xargs -r rm -rf
 find "${CACHE}/images" -mindepth 1 -maxdepth 1 -type d -name 'base-*' -not -name "base-${BASE_KEY}" \
   -exec rm -rf {} +
-log "done in $((SECONDS - start))s: ${OUT}"
+log "done in $((SECONDS - start))s (${built[*]}): ${OUT}"
+for name in "${IMAGES[@]}"; do
+  log "  ${name}: $(du -h "${OUT}/${name}.tar" | cut -f1)"
+done
 print_images

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages the tests use for real: the Pushgateway, promtool, genuine Fashion-MNIST, and the
-# real test nodes' container runtime (containerd, runc, the CNI bridge plugins, iptables for kube-proxy).
+# real test nodes' container runtime (containerd, runc, the CNI bridge plugins, iptables for kube-proxy), and
+# what hack/build-images.sh needs besides Go (mmdebstrap, gcc, libc6-dev).
 # Idempotent: installs only what is missing. Needs root or sudo.
 set -euo pipefail
 
@@ -21,6 +22,12 @@ command -v iptables-restore >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v openssl >/dev/null || need+=(openssl)
+# hack/build-images.sh: mmdebstrap makes the stand-in python base; gcc and glibc's static libc.a the pause
+# binary; flock serialises concurrent builds.
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v gcc >/dev/null || need+=(gcc)
+dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q 'ok installed' || need+=(libc6-dev)
+command -v flock >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
