@@ -88,6 +88,9 @@ class Archive:
     def unpack(self, destination: Path) -> Path:
         """Apply every layer in order onto ``destination`` and return it."""
         destination.mkdir(parents=True, exist_ok=True)
+        # A runtime's root is 0755 unless a layer says otherwise (layers built FROM scratch often carry no
+        # entry for it); pytest's temporary folders are 0700, which uids other than root could not enter.
+        destination.chmod(0o755)
         with tarfile.open(self.path) as archive:
             for layer in self.manifest["layers"]:
                 algorithm, _, value = layer["digest"].partition(":")
