@@ -36,6 +36,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING  # our own transition Events say what happened
+    # Watching named namespaces (the chart's namespaced RBAC) needs no list of all namespaces, which that
+    # RBAC rightly does not grant: without this, kopf asks for it nine times at start-up, logging a 403
+    # error each time, before it falls back to the names it was given.
+    settings.scanning.disabled = bool(config.namespaces)
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=opmetrics.REGISTRY)
     kube = Kube(make_api_client())

@@ -201,21 +201,22 @@ def cluster(
         _fail_or_skip(f"{', '.join(missing)} missing from {k8s_binaries.dir}: re-run hack/k8s-binaries.sh")
     assert control_plane.egress_socket is not None
     specs = [
-        NodeSpec("node-cpu", images=tuple(built_images.references.values())),
+        NodeSpec("node-cpu"),
         NodeSpec(
             "node-gpu",
             labels={"nvidia.com/gpu.present": "true"},
             taints=[GPU_TAINT],
             extended_resources={GPU_RESOURCE: "1"},
-            images=(built_images["trainer"],),
         ),
     ]
+    cache = Path(os.environ.get("MNIST_OPERATOR_CACHE") or Path.home() / ".cache" / "mnist-operator")
     nodes = RealNodes(
         control_plane,
         k8s_binaries,
         control_plane.egress_socket.parent / "nodes",
         specs,
-        built_images.archives,
+        list(built_images.archives.values()),
+        cache,
     )
     try:
         nodes.start()

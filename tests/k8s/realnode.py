@@ -27,12 +27,16 @@ process in the nodes' cgroups) and containerd's shims.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterable, Sequence
@@ -73,8 +77,6 @@ class NodeSpec:
     # Extended resources advertised through the node status, as Kubernetes documents for resources
     # no device plugin manages (how `nvidia.com/gpu` appears on a node without a GPU here).
     extended_resources: dict[str, str] = field(default_factory=dict)
-    # Images (references from hack/build-images.sh) imported into this node's containerd.
-    images: tuple[str, ...] = ()
 
 
 def memory_cgroup() -> str:
@@ -240,21 +242,18 @@ class RealNode:
         }
         (self.dir / "cni" / "net.d" / "10-mnist-pods.conflist").write_text(json.dumps(conflist, indent=2))
 
-    def import_images(self, archives: Iterable[Path]) -> None:
-        for archive in archives:
-            _run(
-                [
-                    "ctr",
-                    f"--address={self.containerd_socket}",
-                    "-n",
-                    "k8s.io",
-                    "images",
-                    "import",
-                    str(archive),
-                ],
-                what=f"{self.name}: ctr images import {archive.name}",
-                timeout=600,
-            )
+    def seed_images(self, golden: Path) -> None:
+        """Start from a copy of the image store :func:`image_store` filled once: hard links for the
+        content and the unpacked layers (containerd never changes either once written; a container
+        writes to a new snapshot of its own), real copies of the metadata databases it writes to."""
+        root = self.dir / "containerd" / "root"
+        if subprocess.run(["cp", "-al", str(golden), str(root)], check=False).returncode != 0:
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.copytree(golden, root, symlinks=True)  # another filesystem: no hard links
+        for database in root.rglob("*.db"):
+            private = database.with_name(database.name + ".copy")
+            shutil.copy2(database, private)
+            private.replace(database)
 
     def start_kubelet(self, dns_ip: str) -> None:
         plane = self.plane
@@ -466,6 +465,61 @@ def _pids_whose_cmdline_contains(marker: bytes) -> list[int]:
     return found
 
 
+def image_store(archives: Iterable[Path], cache: Path) -> Path:
+    """A containerd root holding these image archives, imported and unpacked once and kept in the cache
+    (``<cache>/containerd-roots/<key>/root``): importing the trainer image alone takes half a minute, a
+    copy of the store made of hard links a few seconds. Only the newest store is kept."""
+    archives = sorted(archives)
+    key = hashlib.sha256(
+        "\n".join(f"{a}:{a.stat().st_size}:{a.stat().st_mtime_ns}" for a in archives).encode()
+    ).hexdigest()[:16]
+    stores = cache / "containerd-roots"
+    store = stores / key
+    if (store / "complete").exists():
+        return store / "root"
+    stores.mkdir(parents=True, exist_ok=True)
+    with open(stores / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (store / "complete").exists():
+            return store / "root"
+        work = Path(tempfile.mkdtemp(prefix=".filling-", dir=stores))
+        socket = work / "containerd.sock"
+        config = work / "config.toml"
+        # No CRI, no containers: this containerd only imports. Its own mount namespace, so the overlay
+        # mounts of unpacking never appear on the host.
+        config.write_text(
+            f'version = 2\nroot = "{work / "root"}"\nstate = "{work / "state"}"\n'
+            f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{socket}"\n'
+        )
+        daemon = processes.spawn(
+            ["unshare", "--mount", "--propagation", "private", "--", "containerd", f"--config={config}"],
+            log_path=work / "containerd.log",
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not socket.exists():
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise RealNodeError(
+                        f"containerd for the image store: {processes.tail(work / 'containerd.log')}"
+                    )
+                time.sleep(0.05)
+            for archive in archives:
+                _run(
+                    ["ctr", f"--address={socket}", "-n", "k8s.io", "images", "import", str(archive)],
+                    what=f"ctr images import {archive.name}",
+                    timeout=600,
+                )
+        finally:
+            processes.stop(daemon, grace=10.0)
+        shutil.rmtree(work / "state", ignore_errors=True)
+        (work / "complete").touch()
+        for old in stores.iterdir():
+            if old.is_dir() and old.name != work.name:
+                shutil.rmtree(old, ignore_errors=True)
+        work.rename(store)
+    return store / "root"
+
+
 class RealNodes:
     """The nodes of one cluster, their wire, the API pipes, CoreDNS; start/stop as one."""
 
@@ -475,13 +529,15 @@ class RealNodes:
         bins: Binaries,
         root: Path,
         specs: Sequence[NodeSpec],
-        images: dict[str, Path],
+        images: Sequence[Path],
+        cache: Path,
     ) -> None:
         self.plane = plane
         self.bin = bins
         self.root = root
         self.nodes = [RealNode(spec, i, root, plane, bins) for i, spec in enumerate(specs)]
         self.images = images
+        self.cache = cache
         self.dns_ip = self.nodes[0].ip
         self._pipes: list[subprocess.Popen[bytes]] = []
         self._dns: subprocess.Popen[bytes] | None = None
@@ -505,13 +561,13 @@ class RealNodes:
             node.create_namespaces()
         self._wire()
         self._start_pipes()
+        golden = image_store(self.images, self.cache)
+        self.startup_seconds["image store"] = time.monotonic() - t0
         for node in self.nodes:
+            node.seed_images(golden)
             node.write_cni_config()
             node.start_containerd()
         self.startup_seconds["namespaces+containerd"] = time.monotonic() - t0
-        for node in self.nodes:
-            node.import_images(self.images[ref] for ref in (PAUSE_IMAGE, *node.spec.images))
-        self.startup_seconds["images"] = time.monotonic() - t0
         self._publish_api_endpoint()
         self._start_coredns()
         for node in self.nodes:

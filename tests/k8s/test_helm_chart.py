@@ -654,15 +654,11 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
         ).items
         assert operator_pod.spec.containers[0].image == cluster.images["operator"]
 
-        tested = run("test", RELEASE, "--logs", "--timeout", "120s")
+        # The test pod checks the API, the ServiceAccount's rights, the operator's /healthz and the
+        # Pushgateway, and exits non-zero unless every check passed (the chart deletes it on success).
+        tested = run("test", RELEASE, "--timeout", "120s")
         assert tested.returncode == 0, tested.stdout + tested.stderr
-        for check in (
-            "MnistTraining API served",
-            "operator ServiceAccount can list trainings",
-            "operator /healthz",
-            "Pushgateway /-/ready",
-        ):
-            assert f"ok   {check}" in tested.stdout, tested.stdout
+        assert "Phase:          Succeeded" in tested.stdout, tested.stdout
 
         spec = small_spec(mirror)
         apply(control_plane, sample_training(trainings_namespace, "helm-digits", **spec), tmp_path)

@@ -367,10 +367,11 @@ def test_helm_install_runs_the_operator_and_pushgateway_from_their_images(
     for pod in pods:
         assert pod["status"]["phase"] == "Running", pod["metadata"]["name"]
         assert all(s["ready"] for s in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
-    tested = operator.helm("test", RELEASE, "--logs", "--timeout", "120s")
+    # The test pod checks the API, the ServiceAccount's rights, the operator's /healthz and the bundled
+    # Pushgateway, and exits non-zero unless every check passed (the chart deletes it on success).
+    tested = operator.helm("test", RELEASE, "--timeout", "120s")
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    for check in ("MnistTraining API served", "operator /healthz", "Pushgateway /-/ready"):
-        assert f"ok   {check}" in tested.stdout, tested.stdout
+    assert "Phase:          Succeeded" in tested.stdout, tested.stdout
     # The kubelet really probed the operator's liveness endpoint: its prober metrics, read through the API
     # server's node proxy.
     probes = cluster.kubectl("get", "--raw", "/api/v1/nodes/node-cpu/proxy/metrics/probes", check=True).stdout
