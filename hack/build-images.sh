@@ -122,7 +122,9 @@ if complete; then
   exit 0
 fi
 
-for tool in mmdebstrap runc gcc go sha256sum; do
+# Go: on PATH, else the official tarball's place.
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || PATH="${PATH}:/usr/local/go/bin"
+for tool in mmdebstrap runc gcc go sha256sum flock; do
   command -v "${tool}" >/dev/null || { log "${tool} missing (bash hack/install-system-deps.sh installs it)"; exit 1; }
 done
 start=${SECONDS}
@@ -150,7 +152,13 @@ trap 'exit 143' TERM
 
 # --- BuildKit -------------------------------------------------------------------------------------------------
 BK_BIN="${CACHE}/buildkit/${BUILDKIT_VERSION}"
-if [[ ! -x "${BK_BIN}/buildkitd" || ! -x "${BK_BIN}/buildctl" ]]; then
+# A cached binary counts only if Go's build information says it was built from the pinned module version
+# (a half-written file or an older build is rebuilt); `--version` would depend on link-time flags.
+buildkit_ok() {
+  [[ -x "${BK_BIN}/$1" ]] \
+    && go version -m "${BK_BIN}/$1" 2>/dev/null | grep -qE "^[[:space:]]+mod[[:space:]]+github.com/moby/buildkit[[:space:]]+${BUILDKIT_VERSION}[[:space:]]"
+}
+if ! buildkit_ok buildkitd || ! buildkit_ok buildctl; then
   bstart=${SECONDS}
   # buildkit's go.mod has exclude directives, so `go install pkg@version` refuses it: build it from a
   # throw-away main module that requires it, as hack/k8s-binaries.sh does for Kubernetes.
