@@ -251,6 +251,9 @@ revision="$(git -C "${REPO}" rev-parse HEAD 2>/dev/null || echo unknown)"
 # BuildKit takes a layout's image by digest (a tag alone is refused).
 base_digest="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' \
   "${BASES}/python-layout/index.json")"
+# gzip level 1: compressing the trainer's venv layer (~1.4 GB, rewritten on every code change) is most of a
+# warm rebuild, and these archives only travel to local nodes. Layers already in BuildKit's cache keep their
+# blobs (force-compression stays off).
 built=()
 for name in trainer operator pushgateway; do
   bstart=${SECONDS}
@@ -271,7 +274,7 @@ for name in trainer operator pushgateway; do
     --opt filename="Dockerfile.${name}" "${args[@]}" \
     --oci-layout "pythonbase=${BASES}/python-layout" \
     --opt "context:${STAND_IN_BASE}=oci-layout://pythonbase@${base_digest}" \
-    --output "type=oci,name=${ref},dest=${WORK}/out/${name}.tar" \
+    --output "type=oci,name=${ref},dest=${WORK}/out/${name}.tar,compression=gzip,compression-level=1" \
     --progress plain >"${WORK}/${name}.log" 2>&1; then
     tail -40 "${WORK}/${name}.log" >&2
     tail -20 "${WORK}/buildkitd.log" >&2
