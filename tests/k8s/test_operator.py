@@ -222,7 +222,9 @@ def test_a_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
     volume = make_claim(core, namespace, "models", tmp_path / "models")
     apply(
         control_plane,
-        sample_training(namespace, "resumed", **small(mirror, epochs=6, output={"claimName": "models"})),
+        sample_training(
+            namespace, "resumed", **small(mirror, model="convnet", epochs=6, output={"claimName": "models"})
+        ),
         tmp_path,
     )
     wait_for(
@@ -413,7 +415,9 @@ def test_a_deleted_trainer_pod_exits_143_and_its_retry_resumes(
     tmp_path: Path,
 ) -> None:
     volume = make_claim(core, namespace, "models", tmp_path / "models")
-    spec = small(mirror, epochs=6, output={"claimName": "models"})
+    # The convnet's epochs take seconds here (the mlp's a fraction of one): the pod is still training when
+    # it is deleted.
+    spec = small(mirror, model="convnet", epochs=6, output={"claimName": "models"})
     apply(control_plane, sample_training(namespace, "drained", **spec), tmp_path)
     wait_for(
         lambda: (training_status(custom, namespace, "drained").get("epoch") or 0) >= 1,
