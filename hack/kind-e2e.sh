@@ -58,7 +58,7 @@ if [[ -z "${MIN_TEST_ACCURACY}" ]]; then
 fi
 
 # The chart's values, all in this one place: keep them in line with charts/mnist-operator/values.yaml (a unit
-# test in tests/e2e/test_kind.py checks every key exists there). Images are loaded into the node by kind, and
+# test in tests/e2e/test_kind_script.py checks every key exists there). Images are loaded into the node by kind, and
 # the chart's default pull policy (IfNotPresent) then never pulls them.
 HELM_VALUES=(
   "image.repository=${OPERATOR_REPOSITORY}"

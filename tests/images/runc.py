@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from mnist_api.layout import TMP_MOUNT_PATH
+from tests.support.cgroups import CGROUP_ROOT, make_folders, memory_cgroup
 
 from .oci import Archive
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
@@ -27,14 +26,6 @@ class Bind:
     source: Path
     destination: str
     writable: bool = False
-
-
-def memory_cgroup() -> str:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return path
-    raise AssertionError("no memory cgroup in /proc/self/cgroup")
 
 
 @dataclass
@@ -47,21 +38,8 @@ class NestedCgroup:
 
     @classmethod
     def create(cls, path: str) -> NestedCgroup:
-        made: list[Path] = []
-        for hierarchy in sorted(CGROUP_ROOT.iterdir()):
-            if not (hierarchy / "cgroup.procs").exists():
-                continue
-            folder = hierarchy
-            for part in Path(path).relative_to("/").parts[:-1]:  # the leaf is runc's to make and delete
-                folder /= part
-                if folder.is_dir():
-                    continue
-                folder.mkdir()
-                made.append(folder)
-                for name in ("cpuset.cpus", "cpuset.mems"):  # a new v1 cpuset starts with none
-                    if (folder / name).exists():
-                        (folder / name).write_text((folder.parent / name).read_text())
-        return cls(path, made)
+        # The leaf is runc's to make and delete.
+        return cls(path, make_folders(str(Path(path).parent)))
 
     def remove(self) -> None:
         leaves = [hierarchy / self.path.lstrip("/") for hierarchy in CGROUP_ROOT.iterdir()]

@@ -7,6 +7,7 @@
 - ``k8s_api`` (session): an admin ``ApiClient`` built explicitly from the written kubeconfig.
 - ``namespace`` (function): a fresh namespace per test, Pod Security ``restricted``, deleted afterwards.
 - ``mirror`` (session): generated MNIST served by a pod, for trainings.
+- ``helm`` (session): the pinned helm with throw-away homes.
 
 Without the binaries or the images every test here is skipped with the command to build them -- except
 under CI (env ``CI`` set), where a skip would hide a broken tier, so the tests fail instead.
@@ -30,8 +31,9 @@ import numpy.typing as npt
 import pytest
 from kubernetes import client as k8s
 
-from .binaries import Binaries, BinariesMissingError, locate
+from .binaries import Binaries, BinariesMissingError, locate, pinned_versions
 from .controlplane import ControlPlane
+from .helm import Helm
 from .helpers import create_namespace
 from .incluster import ClusterMirror, start_mirror
 from .realnode import NodeSpec, RealNodes
@@ -55,6 +57,13 @@ def k8s_binaries() -> Binaries:
         if _in_ci():
             pytest.fail(f"CI is set, so the control-plane tier must not skip: {exc}", pytrace=False)
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def helm(k8s_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    if k8s_binaries.helm is None:
+        pytest.fail(f"helm missing from {k8s_binaries.dir}; re-run hack/k8s-binaries.sh")
+    return Helm(k8s_binaries.helm, tmp_path_factory.mktemp("helm"), pinned_versions()["KUBERNETES_VERSION"])
 
 
 @pytest.fixture(scope="session")

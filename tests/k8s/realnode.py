@@ -48,6 +48,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.cgroups import CGROUP_ROOT, hierarchies, make_folders, memory_cgroup
+
 from . import processes
 from .binaries import Binaries
 from .controlplane import SERVICE_CIDR, ControlPlane
@@ -57,7 +59,6 @@ REPO = Path(__file__).resolve().parents[2]
 WIRE = ipaddress.ip_network("10.250.0.0/24")
 POD_CIDRS = ipaddress.ip_network("10.244.0.0/16")
 CLUSTER_DOMAIN = "cluster.local"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The values kubelet's protectKernelDefaults requires (pkg/kubelet/cm/container_manager_linux.go).
 KERNEL_DEFAULTS = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
 COREDNS_ROLE = "mnist-tests:coredns"
@@ -77,15 +78,6 @@ class NodeSpec:
     # Extended resources advertised through the node status, as Kubernetes documents for resources
     # no device plugin manages (how `nvidia.com/gpu` appears on a node without a GPU here).
     extended_resources: dict[str, str] = field(default_factory=dict)
-
-
-def memory_cgroup() -> str:
-    """This process's memory cgroup path (v1), which every container must stay inside."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return path
-    raise RealNodeError("no memory cgroup in /proc/self/cgroup (cgroup v1 hybrid expected)")
 
 
 def _run(argv: Sequence[str], *, what: str, timeout: float = 60.0) -> str:
@@ -362,30 +354,12 @@ class RealNode:
     # --- teardown --------------------------------------------------------------------------------
 
     def _cgroup_dirs(self) -> list[Path]:
-        relative = self.cgroup_root.lstrip("/")
-        # Every hierarchy, the hybrid host's unified (v2) mount too: runc creates the path there as well.
-        return [
-            hierarchy / relative
-            for hierarchy in sorted(CGROUP_ROOT.iterdir())
-            if (hierarchy / "cgroup.procs").exists()
-        ]
+        return [hierarchy / self.cgroup_root.lstrip("/") for hierarchy in hierarchies()]
 
     def create_cgroups(self) -> None:
-        """Create the kubelet's cgroupRoot in every v1 hierarchy (it refuses to start without), noting
-        each folder made so :meth:`remove_cgroups` takes exactly those away again."""
-        for leaf in self._cgroup_dirs():
-            path = leaf
-            missing: list[Path] = []
-            while not path.exists():
-                missing.append(path)
-                path = path.parent
-            for folder in reversed(missing):
-                folder.mkdir()
-                self._created_cgroups.append(folder)
-                # A new v1 cpuset has no CPUs or memory nodes until given its parent's.
-                for name in ("cpuset.cpus", "cpuset.mems"):
-                    if (folder / name).exists():
-                        (folder / name).write_text((folder.parent / name).read_text())
+        """Create the kubelet's cgroupRoot in every hierarchy (it refuses to start without), noting each
+        folder made so :meth:`remove_cgroups` takes exactly those away again."""
+        self._created_cgroups += make_folders(self.cgroup_root)
 
     def kill_containers(self) -> None:
         """SIGKILL every process in the node's cgroups (its containers), then containerd's shims."""

@@ -18,7 +18,6 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,9 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from .binaries import Binaries, pinned_versions
 from .conftest import Cluster
 from .controlplane import ControlPlane
+from .helm import CHART, RELEASE, RENDER_NAMESPACE, Doc, Helm
 from .helpers import create_namespace, wait_for
 from .incluster import ClusterMirror, start_pushgateway
 from .operator_support import apply, sample_training, training_status, wait_for_phase
@@ -37,7 +36,6 @@ from .operator_support import apply, sample_training, training_status, wait_for_
 pytestmark = pytest.mark.k8s
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "mnist-operator"
 MANIFESTS = REPO / "manifests"
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 # What the issue asks the chart to ship; a scenario file that goes missing must fail, not shrink the suite.
@@ -47,66 +45,10 @@ EXPECTED_SCENARIOS = {
     "external-pushgateway-values.yaml",
     "namespaced-rbac-values.yaml",
 }
-RENDER_NAMESPACE = "mnist-operator"
-RELEASE = "mnist-operator"  # contains the chart name, so objects are called plainly `mnist-operator`
 GROUP = "training.mnist-operator.io"
 
-Doc = dict[str, Any]
 # What the API server fills into a probe that leaves them out (core/v1 defaults).
 PROBE_DEFAULTS = {"failureThreshold": 3, "successThreshold": 1, "timeoutSeconds": 1, "periodSeconds": 10}
-
-
-@dataclass(frozen=True)
-class Helm:
-    """The pinned helm with throw-away config/cache/data homes (never the developer's own)."""
-
-    binary: Path
-    home: Path
-    kube_version: str
-
-    def run(
-        self, *args: str, kubeconfig: Path | None = None, timeout: float = 180
-    ) -> subprocess.CompletedProcess[str]:
-        env = {
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-            "HOME": str(self.home),
-            "PATH": "/usr/bin:/bin",
-        }
-        flags = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
-        return subprocess.run(
-            [str(self.binary), *flags, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
-
-    def template(self, *values: str, namespace: str = RENDER_NAMESPACE, crds: bool = False) -> list[Doc]:
-        """Rendered objects; the pinned Kubernetes version stands in for a cluster (the chart's kubeVersion
-        constraint would refuse helm's offline default, v1.20)."""
-        rendered = self.run(
-            "template",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            namespace,
-            "--kube-version",
-            self.kube_version,
-            *(["--include-crds"] if crds else []),
-            *values,
-        )
-        assert rendered.returncode == 0, rendered.stderr
-        return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
-
-
-@pytest.fixture(scope="module")
-def helm(k8s_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    if k8s_binaries.helm is None:
-        pytest.fail(f"helm missing from {k8s_binaries.dir}; re-run hack/k8s-binaries.sh")
-    return Helm(k8s_binaries.helm, tmp_path_factory.mktemp("helm"), pinned_versions()["KUBERNETES_VERSION"])
 
 
 def values_args(scenario: Path | None) -> list[str]:
@@ -656,9 +598,7 @@ def test_helm_install_trains_the_sample_and_uninstall_cleans_up(
 
         # The test pod checks the API, the ServiceAccount's rights, the operator's /healthz and the
         # Pushgateway, and exits non-zero unless every check passed (the chart deletes it on success).
-        tested = run("test", RELEASE, "--timeout", "120s")
-        assert tested.returncode == 0, tested.stdout + tested.stderr
-        assert "Phase:          Succeeded" in tested.stdout, tested.stdout
+        helm.assert_release_test_passes(control_plane, namespace)
 
         spec = small_spec(mirror)
         apply(control_plane, sample_training(trainings_namespace, "helm-digits", **spec), tmp_path)

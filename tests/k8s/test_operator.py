@@ -25,6 +25,7 @@ from mnist_api import ManifestError, load_manifest_file
 
 from .conftest import Cluster
 from .controlplane import ControlPlane
+from .helm import CHART, RELEASE, Helm
 from .helpers import make_claim, wait_for
 from .incluster import ClusterMirror, ClusterPushgateway
 from .operator_support import apply, sample_training, training_status, wait_for_phase
@@ -32,8 +33,6 @@ from .operator_support import apply, sample_training, training_status, wait_for_
 pytestmark = pytest.mark.k8s
 INVALID = Path(__file__).resolve().parents[1] / "resources" / "invalid"
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "mnist-operator"
-RELEASE = "mnist-operator"
 OPERATOR_NAMESPACE = "mnist-operator"
 SERVICE_ACCOUNT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}"
 
@@ -43,40 +42,21 @@ class Release:
     """The chart installed with the built images; its bundled Pushgateway."""
 
     cluster: Cluster
-    env: dict[str, str]
+    tool: Helm
     gateway: ClusterPushgateway
     install_output: str
 
-    def helm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        plane = self.cluster.plane
-        argv = [
-            str(plane.bin["helm"]),
-            f"--kubeconfig={plane.admin_kubeconfig}",
-            "-n",
-            OPERATOR_NAMESPACE,
-            *args,
-        ]
-        return subprocess.run(
-            argv, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
-        )
+    def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.tool.run(*args, "-n", OPERATOR_NAMESPACE, kubeconfig=self.cluster.plane.admin_kubeconfig)
 
     def operator_log(self) -> str:
         return self.cluster.kubectl("logs", "-n", OPERATOR_NAMESPACE, f"deployment/{RELEASE}").stdout
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
-    work = tmp_path_factory.mktemp("helm")
-    env = {
-        # helm keeps caches and repositories under these; never the developer's own.
-        "HELM_CACHE_HOME": str(work / "cache"),
-        "HELM_CONFIG_HOME": str(work / "config"),
-        "HELM_DATA_HOME": str(work / "data"),
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(work),
-    }
+def operator(cluster: Cluster, helm: Helm) -> Iterator[Release]:
     gateway = ClusterPushgateway(cluster.plane, OPERATOR_NAMESPACE, name=f"{RELEASE}-pushgateway")
-    release = Release(cluster, env, gateway, "")
+    release = Release(cluster, helm, gateway, "")
     repository, _, tag = cluster.images["pushgateway"].rpartition(":")
     # The chart's default values but for the Pushgateway image (prom/pushgateway cannot be pulled here: ours
     # holds Debian's build of the same program) and a shorter poll, so figures move within a test's time.
@@ -209,6 +189,46 @@ def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
     )
 
 
+RESUMED_EPOCHS = 6
+
+
+def start_convnet_until_epoch_one(
+    control_plane: ControlPlane,
+    mirror: ClusterMirror,
+    core: Any,
+    custom: Any,
+    namespace: str,
+    name: str,
+    tmp_path: Path,
+) -> Path:
+    """A training on a claim that is still training after its first epoch (the convnet's epochs take
+    seconds here, the mlp's a fraction of one); returns the claim's folder on this machine."""
+    volume = make_claim(core, namespace, "models", tmp_path / "models")
+    spec = small(mirror, model="convnet", epochs=RESUMED_EPOCHS, output={"claimName": "models"})
+    apply(control_plane, sample_training(namespace, name, **spec), tmp_path)
+    wait_for(
+        lambda: (training_status(custom, namespace, name).get("epoch") or 0) >= 1, timeout=240, what="epoch 1"
+    )
+    return volume
+
+
+def assert_retry_resumed(
+    cluster: Cluster, core: Any, custom: Any, namespace: str, name: str, volume: Path
+) -> dict[str, Any]:
+    """The training ended Succeeded with every epoch once in its history, and its last pod resumed from
+    the checkpoint rather than starting over; returns the final status."""
+    status = wait_for_phase(custom, namespace, name, "Succeeded", timeout=300)
+    assert status["epoch"] == RESUMED_EPOCHS and status["attempts"] >= 2
+    retry = sorted(pods_of(core, namespace, name), key=lambda p: p.metadata.creation_timestamp)[-1]
+    retry_log = cluster.logs(namespace, retry.metadata.name)
+    assert "resuming at epoch" in retry_log
+    trained_again = re.findall(rf"epoch (\d)/{RESUMED_EPOCHS}  loss", retry_log)
+    assert 1 <= len(trained_again) < RESUMED_EPOCHS and trained_again[-1] == str(RESUMED_EPOCHS)
+    report = json.loads((volume / namespace / name / "metrics.json").read_text())
+    assert [entry["epoch"] for entry in report["history"]] == list(range(1, RESUMED_EPOCHS + 1))
+    return status
+
+
 def test_a_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
     control_plane: ControlPlane,
     cluster: Cluster,
@@ -219,32 +239,16 @@ def test_a_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    volume = make_claim(core, namespace, "models", tmp_path / "models")
-    apply(
-        control_plane,
-        sample_training(
-            namespace, "resumed", **small(mirror, model="convnet", epochs=6, output={"claimName": "models"})
-        ),
-        tmp_path,
-    )
-    wait_for(
-        lambda: (training_status(custom, namespace, "resumed").get("epoch") or 0) >= 1,
-        timeout=180,
-        what="epoch 1",
+    volume = start_convnet_until_epoch_one(
+        control_plane, mirror, core, custom, namespace, "resumed", tmp_path
     )
     (pid,) = cluster.container_pids(namespace)
     os.kill(pid, signal.SIGKILL)  # a node failure or OOM kill: no chance to clean up
 
-    status = wait_for_phase(custom, namespace, "resumed", "Succeeded", timeout=240)
-    assert status["attempts"] == 2 and status["epoch"] == 6
-    first, second = sorted(pods_of(core, namespace, "resumed"), key=lambda p: p.metadata.creation_timestamp)
+    status = assert_retry_resumed(cluster, core, custom, namespace, "resumed", volume)
+    assert status["attempts"] == 2
+    first = sorted(pods_of(core, namespace, "resumed"), key=lambda p: p.metadata.creation_timestamp)[0]
     assert first.status.container_statuses[0].state.terminated.exit_code == 137
-    second_log = cluster.logs(namespace, second.metadata.name)
-    assert "resuming at epoch" in second_log
-    trained_again = re.findall(r"epoch (\d)/6  loss", second_log)
-    assert 1 <= len(trained_again) <= 5 and trained_again[-1] == "6"
-    report = json.loads((volume / namespace / "resumed" / "metrics.json").read_text())
-    assert [entry["epoch"] for entry in report["history"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_data_error_fails_at_once_without_retries(
@@ -371,9 +375,7 @@ def test_helm_install_runs_the_operator_and_pushgateway_from_their_images(
         assert all(s["ready"] for s in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
     # The test pod checks the API, the ServiceAccount's rights, the operator's /healthz and the bundled
     # Pushgateway, and exits non-zero unless every check passed (the chart deletes it on success).
-    tested = operator.helm("test", RELEASE, "--timeout", "120s")
-    assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "Phase:          Succeeded" in tested.stdout, tested.stdout
+    operator.tool.assert_release_test_passes(cluster.plane, OPERATOR_NAMESPACE)
     # The kubelet really probed the operator's liveness endpoint: its prober metrics, read through the API
     # server's node proxy.
     probes = cluster.kubectl("get", "--raw", "/api/v1/nodes/node-cpu/proxy/metrics/probes", check=True).stdout
@@ -414,15 +416,8 @@ def test_a_deleted_trainer_pod_exits_143_and_its_retry_resumes(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    volume = make_claim(core, namespace, "models", tmp_path / "models")
-    # The convnet's epochs take seconds here (the mlp's a fraction of one): the pod is still training when
-    # it is deleted.
-    spec = small(mirror, model="convnet", epochs=6, output={"claimName": "models"})
-    apply(control_plane, sample_training(namespace, "drained", **spec), tmp_path)
-    wait_for(
-        lambda: (training_status(custom, namespace, "drained").get("epoch") or 0) >= 1,
-        timeout=240,
-        what="epoch 1",
+    volume = start_convnet_until_epoch_one(
+        control_plane, mirror, core, custom, namespace, "drained", tmp_path
     )
     (first,) = pods_of(core, namespace, "drained")
     # What a node drain or `kubectl delete pod` does: the kubelet sends SIGTERM and waits for the grace period.
@@ -437,15 +432,7 @@ def test_a_deleted_trainer_pod_exits_143_and_its_retry_resumes(
     finally:
         follow.kill()
     assert "stopped by SIGTERM" in first_log, first_log[-2000:]
-    status = wait_for_phase(custom, namespace, "drained", "Succeeded", timeout=300)
-    assert status["epoch"] == 6 and status["attempts"] >= 2
-    retry = pods_of(core, namespace, "drained")[-1]
-    retry_log = cluster.logs(namespace, retry.metadata.name)
-    assert "resuming at epoch" in retry_log
-    trained_again = re.findall(r"epoch (\d)/6  loss", retry_log)
-    assert 1 <= len(trained_again) <= 5 and trained_again[-1] == "6"
-    metrics = json.loads((volume / namespace / "drained" / "metrics.json").read_text())
-    assert [entry["epoch"] for entry in metrics["history"]] == [1, 2, 3, 4, 5, 6]
+    assert_retry_resumed(cluster, core, custom, namespace, "drained", volume)
 
 
 def test_helm_uninstall_leaves_nothing(cluster: Cluster, operator: Release) -> None:
