@@ -12,7 +12,13 @@ import yaml
 from pydantic import BaseModel
 
 from .resource import CATEGORIES, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from .spec import MnistTrainingSpec
+from .spec import (
+    MODEL_SIZE_NEEDS_KERAS,
+    MODEL_SIZE_NEEDS_KERAS_RULE,
+    MetricsSpec,
+    MnistTrainingSpec,
+    RunPolicySpec,
+)
 from .status import MnistTrainingStatus
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -94,6 +100,56 @@ def _status_schema() -> dict[str, Any]:
     return schema
 
 
+# What the operator re-reads on an update (handlers.py: suspend_changed, the ttl timer); every other
+# field is baked into the Job at creation, so an edit would make the status describe a Job that does
+# not run (issue 12 item 3). Kubernetes refuses edits of a Job's pod template the same way.
+EDITABLE_RUN_POLICY = ("suspend", "ttlSecondsAfterFinished")
+
+
+def immutability_rules() -> list[dict[str, str]]:
+    """CEL transition rules: spec fields the Job cannot honour after creation may not change."""
+    fields = [info.alias or name for name, info in MnistTrainingSpec.model_fields.items()]
+    run_policy = [
+        info.alias or name
+        for name, info in RunPolicySpec.model_fields.items()
+        if (info.alias or name) not in EDITABLE_RUN_POLICY
+    ]
+    rules = [
+        _unchanged(f"self.{f}", f"oldSelf.{f}", f"spec.{f}")
+        for f in fields
+        if f not in ("runPolicy", "metrics")
+    ]
+    # A whole-object comparison of metrics fails for histogramBuckets: a stored 0.0 comes back as the
+    # integer 0 and CEL's int 0 != double 0.0, so that list is compared as doubles.
+    for name, info in MetricsSpec.model_fields.items():
+        f = info.alias or name
+        rule = _unchanged(f"self.metrics.{f}", f"oldSelf.metrics.{f}", f"spec.metrics.{f}")
+        if f == "histogramBuckets":
+            rule["rule"] = rule["rule"].replace(
+                f"self.metrics.{f} == oldSelf.metrics.{f}",
+                f"self.metrics.{f}.map(b, double(b)) == oldSelf.metrics.{f}.map(b, double(b))",
+            )
+        rules.append(rule)
+    rules += [
+        _unchanged(f"self.runPolicy.{f}", f"oldSelf.runPolicy.{f}", f"spec.runPolicy.{f}") for f in run_policy
+    ]
+    return rules
+
+
+def _unchanged(new: str, old: str, path: str) -> dict[str, str]:
+    parent_new, _, leaf = new.rpartition(".")
+    parent_old = old.rpartition(".")[0]
+    present_new, present_old = f"has({parent_new}.{leaf})", f"has({parent_old}.{leaf})"
+    if parent_new != "self":  # nested: the parent (runPolicy) is defaulted, but may be absent in old objects
+        present_new = f"has({parent_new}) && {present_new}"
+        present_old = f"has({parent_old}) && {present_old}"
+    return {
+        "rule": f"({present_new}) == ({present_old}) && (!({present_new}) || {new} == {old})",
+        "message": f"{path} is immutable: the training's Job cannot change it; delete and re-create the "
+        "training to change it (runPolicy.suspend and runPolicy.ttlSecondsAfterFinished may be edited)",
+    }
+
+
 def build_crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -125,7 +181,17 @@ def build_crd() -> dict[str, Any]:
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": {**openapi_schema(MnistTrainingSpec), "default": {}},
+                                "spec": {
+                                    **openapi_schema(MnistTrainingSpec),
+                                    "default": {},
+                                    "x-kubernetes-validations": [
+                                        {
+                                            "rule": MODEL_SIZE_NEEDS_KERAS_RULE,
+                                            "message": MODEL_SIZE_NEEDS_KERAS,
+                                        },
+                                        *immutability_rules(),
+                                    ],
+                                },
                                 "status": _status_schema(),
                             },
                         }

@@ -7,6 +7,8 @@ not an integer.
 """
 
 import json
+import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,101 @@ class ManifestError(ValueError):
 def load_manifests(text: str, *, source: str = "<manifest>") -> list[MnistTraining]:
     """Every MnistTraining in a (multi-document) YAML text; other kinds are an error, not ignored."""
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=KubectlLoader) if doc is not None]
     except yaml.YAMLError as error:
         raise ManifestError(f"{source}: not valid YAML: {_yaml_problem(error)}") from None
+    for document in documents:
+        # kubectl converts the whole file to JSON first, and JSON has no infinities or NaN: it refuses the
+        # file before sending anything (validation alone would let `.inf` through a bound like gt=0).
+        if (value := _non_finite(document)) is not None:
+            raise ManifestError(f"{source}: error converting YAML to JSON: json: unsupported value: {value}")
     if not documents:
         raise ManifestError(f"{source}: holds no MnistTraining (the file is empty)")
     return [_load_document(doc, source) for doc in documents]
+
+
+class KubectlLoader(yaml.SafeLoader):
+    """Resolves plain scalars as kubectl does, not as PyYAML's YAML 1.1 does.
+
+    kubectl turns YAML into JSON with sigs.k8s.io/yaml, whose resolver is go-yaml v2's: ``1e-3`` is a
+    number (a string for PyYAML), ``yes``/``on`` are booleans, ``0x10`` and ``1_000`` are integers.
+    Scalars are resolved here by :func:`_resolve_plain` so the rules live in one place.
+    """
+
+
+# go-yaml v2's resolve table and float syntax (resolve.go), which sigs.k8s.io/yaml uses.
+_GO_BOOL = {
+    **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
+    **dict.fromkeys(("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
+}
+_GO_NULL = {"", "~", "null", "Null", "NULL"}
+_GO_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_GO_SPECIAL_FLOAT = {
+    **dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan),
+    **dict.fromkeys((".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"), math.inf),
+    **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), -math.inf),
+}
+_GO_INT = re.compile(r"^[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$")
+
+
+def _resolve_plain(value: str) -> Any:
+    if value in _GO_NULL:
+        return None
+    if value in _GO_BOOL:
+        return _GO_BOOL[value]
+    if value in _GO_SPECIAL_FLOAT:
+        return _GO_SPECIAL_FLOAT[value]
+    plain = value.replace("_", "")
+    if _GO_INT.match(plain):
+        sign = -1 if plain.startswith("-") else 1
+        digits = plain.lstrip("+-")
+        if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xXoObB":
+            number = int(digits, 8)  # Go's base-0 ParseInt: a leading 0 means octal
+        else:
+            number = int(digits, 0)
+        if -(2**63) <= sign * number < 2**64:
+            return sign * number
+    if _GO_FLOAT.match(plain) and math.isfinite(as_float := float(plain)):
+        return as_float  # out of float64's range, Go's ParseFloat fails and go-yaml keeps the string
+    return value
+
+
+def _construct_plain_or_quoted(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    if node.style is None:  # plain scalar: resolve like go-yaml; quoted ones stay strings
+        return _resolve_plain(node.value)
+    return node.value
+
+
+# Drop PyYAML's YAML 1.1 implicit resolvers; every plain scalar is resolved by _resolve_plain instead.
+KubectlLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag == "tag:yaml.org,2002:merge"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+KubectlLoader.add_constructor("tag:yaml.org,2002:str", _construct_plain_or_quoted)
+
+
+def _non_finite(value: Any) -> str | None:
+    """The first infinity or NaN in a document, spelt as Go's JSON encoder names it."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return next((found for item in value if (found := _non_finite(item)) is not None), None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    return None
+
+
+def _as_sent(value: Any) -> Any:
+    """The object as ``kubectl apply`` sends it and the server stores it: nulls pruned (apply drops a null
+    even under an unknown key; the server then applies defaults), integral floats as JSON integers (Go's
+    JSON encoder writes ``1.0`` as ``1``, so ``batchSize: 1.0`` arrives as an integer)."""
+    if isinstance(value, dict):
+        return {key: _as_sent(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_as_sent(item) for item in value]
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
 
 
 def load_manifest_file(path: str | Path) -> list[MnistTraining]:
@@ -64,7 +155,7 @@ def _load_document(document: Any, source: str) -> MnistTraining:
     name = (document.get("metadata") or {}).get("name", "")
     try:
         # Through JSON so that strict mode accepts enum strings but refuses "5" for an integer.
-        return MnistTraining.model_validate_json(json.dumps(document, default=str), strict=True)
+        return MnistTraining.model_validate_json(json.dumps(_as_sent(document), default=str), strict=True)
     except ValidationError as error:
         problems = [format_problem(e) for e in error.errors()]
         header = f'The {KIND} "{name}" is invalid: '

@@ -9,7 +9,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .metrics import DEFAULT_JOB, DEFAULT_PREFIX, HISTOGRAM_WEIGHT_BUCKETS_0_3
@@ -22,6 +22,12 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 URL_PATTERN = r"^(https?|file)://\S+$"
 PROMETHEUS_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 INCREASING_BUCKETS = "histogramBuckets must be strictly increasing"
+# The size gate measures model.keras; without that file it could only be skipped or fail after training.
+MODEL_SIZE_NEEDS_KERAS = "releaseCriteria.maxModelSizeMb measures model.keras: add keras to output.formats"
+MODEL_SIZE_NEEDS_KERAS_RULE = (
+    "!has(self.releaseCriteria) || !has(self.releaseCriteria.maxModelSizeMb) || !has(self.output)"
+    " || !has(self.output.formats) || 'keras' in self.output.formats"
+)
 
 
 class SpecModel(BaseModel):
@@ -199,7 +205,9 @@ class ReleaseCriteriaSpec(SpecModel):
     min_per_class_accuracy: float | None = Field(
         None, ge=0, le=1, description="Lowest acceptable accuracy of any single class."
     )
-    max_model_size_mb: float | None = Field(None, gt=0, description="Largest acceptable model.keras, in MB.")
+    max_model_size_mb: float | None = Field(
+        None, gt=0, description="Largest acceptable model.keras, in MB (needs keras in output.formats)."
+    )
     max_inference_time_ms: float | None = Field(
         None, gt=0, description="Slowest acceptable single-image prediction, in milliseconds."
     )
@@ -248,3 +256,13 @@ class MnistTrainingSpec(SpecModel):
     run_policy: RunPolicySpec = Field(
         default_factory=RunPolicySpec, description="Retries, deadlines, cleanup."
     )
+
+    @model_validator(mode="after")
+    def _model_size_gate_is_measurable(self) -> "MnistTrainingSpec":
+        # The API server's copy is MODEL_SIZE_NEEDS_KERAS_RULE (crd.py puts it on the spec).
+        if (
+            self.release_criteria.max_model_size_mb is not None
+            and ExportFormat.KERAS not in self.output.formats
+        ):
+            raise ValueError(MODEL_SIZE_NEEDS_KERAS)
+        return self

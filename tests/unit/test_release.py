@@ -24,3 +24,13 @@ def test_each_unmet_criterion_is_one_sentence() -> None:
 def test_met_criteria_pass() -> None:
     criteria = ReleaseCriteriaSpec(min_test_accuracy=0.95, min_per_class_accuracy=0.88, max_model_size_mb=1.2)
     assert release_failures(criteria, FIGURES) == []
+
+
+def test_model_size_gate_is_never_skipped_when_size_is_unknown() -> None:
+    # Issue 12 item 7: with model.keras not exported the size used to be None and the gate passed silently.
+    unknown_size = ModelFigures(0.95, {0: 0.99}, None, 3.0)
+    failures = release_failures(ReleaseCriteriaSpec(max_model_size_mb=5.0), unknown_size)
+    assert failures == [
+        "maxModelSizeMb 5.0 cannot be checked: the model size is unknown (add keras to spec.output.formats)"
+    ]
+    assert release_failures(ReleaseCriteriaSpec(), unknown_size) == []

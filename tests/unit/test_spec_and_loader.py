@@ -1,5 +1,6 @@
 """The spec model's defaults and bounds, and the loader's user-facing errors."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,62 @@ def test_a_missing_file_is_a_manifest_error(tmp_path: Path) -> None:
 def test_several_documents_load_in_order() -> None:
     text = HEADER + "---\n" + HEADER.replace("name: t", "name: u")
     assert [t.metadata.name for t in load_manifests(text)] == ["t", "u"]
+
+
+@pytest.mark.parametrize(
+    ("spec_yaml", "field", "expected"),
+    [
+        # Issue 12 item 1: kubectl (sigs.k8s.io/yaml, go-yaml v2) reads these as numbers; PyYAML did not.
+        ("  learningRate: 1e-3\n", "learning_rate", 0.001),
+        ("  learningRate: 5E-4\n", "learning_rate", 0.0005),
+        ("  batchSize: 1.0\n", "batch_size", 1),
+        ("  runPolicy: {backoffLimit: 10.0}\n", "run_policy.backoff_limit", 10),
+        ("  epochs: 0x10\n", "epochs", 16),
+        ("  epochs: 1_0\n", "epochs", 10),
+        ("  epochs: 010\n", "epochs", 8),
+        # A null for a defaulted field is pruned, then defaulted, as the API server does.
+        ("  model: null\n", "model", "convnet"),
+        ("  tolerations: ~\n", "tolerations", []),
+    ],
+)
+def test_values_are_read_as_kubectl_reads_them(spec_yaml: str, field: str, expected: object) -> None:
+    value: object = load_spec(spec_yaml).spec
+    for part in field.split("."):
+        value = getattr(value, part)
+    assert value == expected
+
+
+def test_a_null_spec_is_defaulted() -> None:
+    assert load_manifests(HEADER + "spec: null\n")[0].spec.epochs >= 1
+
+
+def test_a_float_where_a_string_belongs_is_refused() -> None:
+    assert any(
+        p.startswith("spec.metrics.job: Invalid value: 1e+308")
+        for p in problems("  metrics: {job: 1e+308}\n")
+    )
+
+
+def test_quoted_numbers_stay_strings() -> None:
+    assert any("must be of type integer" in p for p in problems('  epochs: "5"\n'))
+
+
+def test_a_size_gate_without_model_keras_is_refused() -> None:
+    # Issue 12 item 7: the gate measures model.keras, so without that export it used to be skipped.
+    refused = problems("  releaseCriteria: {maxModelSizeMb: 5}\n  output: {formats: [savedmodel]}\n")
+    assert any("maxModelSizeMb measures model.keras: add keras to output.formats" in p for p in refused)
+    kept = load_spec("  releaseCriteria: {maxModelSizeMb: 5}\n  output: {formats: [keras]}\n")
+    assert kept.spec.release_criteria.max_model_size_mb == 5
+
+
+@pytest.mark.parametrize(("scalar", "spelt"), [(".inf", "+Inf"), ("-.inf", "-Inf"), (".nan", "NaN")])
+def test_infinities_are_refused_as_kubectl_refuses_them(scalar: str, spelt: str) -> None:
+    with pytest.raises(ManifestError, match=f"json: unsupported value: {re.escape(spelt)}"):
+        load_manifests(HEADER + f"spec:\n  releaseCriteria: {{maxModelSizeMb: {scalar}}}\n")
+
+
+def test_a_float_beyond_float64_stays_a_string() -> None:
+    assert any(
+        "spec.learningRate" in p and "must be of type number" in p
+        for p in problems("  learningRate: 1e400\n")
+    )

@@ -25,14 +25,18 @@ def release_failures(criteria: ReleaseCriteriaSpec, figures: ModelFigures) -> li
         if worst < criteria.min_per_class_accuracy:
             limit = criteria.min_per_class_accuracy
             failures.append(f"class {worst_class} accuracy {worst:.4f} < minPerClassAccuracy {limit}")
-    if (
-        criteria.max_model_size_mb is not None
-        and figures.model_size_mb is not None
-        and figures.model_size_mb > criteria.max_model_size_mb
-    ):
-        failures.append(
-            f"model size {figures.model_size_mb:.2f} MB > maxModelSizeMb {criteria.max_model_size_mb}"
-        )
+    if criteria.max_model_size_mb is not None:
+        # A gate the spec names is never skipped: an unknown size (model.keras not exported) fails it
+        # with the reason, rather than letting the run pass unchecked.
+        if figures.model_size_mb is None:
+            failures.append(
+                f"maxModelSizeMb {criteria.max_model_size_mb} cannot be checked: the model size is "
+                "unknown (add keras to spec.output.formats)"
+            )
+        elif figures.model_size_mb > criteria.max_model_size_mb:
+            failures.append(
+                f"model size {figures.model_size_mb:.2f} MB > maxModelSizeMb {criteria.max_model_size_mb}"
+            )
     if (
         criteria.max_inference_time_ms is not None
         and figures.inference_time_ms > criteria.max_inference_time_ms
