@@ -12,7 +12,7 @@ import yaml
 from mnist_api import ManifestError, MnistTraining, load_manifest_file, validate_resource
 
 from .config import ConfigError
-from .local import LocalRunError, local_environment, local_pushgateway, train_locally
+from .local import LocalRunError, as_local_run, local_environment, local_pushgateway, train_locally
 
 
 def apply_overrides(resource: MnistTraining, assignments: list[str]) -> MnistTraining:
@@ -37,8 +37,9 @@ def local_command(args: argparse.Namespace) -> int:
         if url is None and not args.no_pushgateway:
             url = stack.enter_context(local_pushgateway())
             print(f"mnist-operator: Pushgateway at {url} (curl -s {url}/metrics | grep gangplank_train)")
-        for training in trainings:
+        for manifest_training in trainings:
             runs = Path(args.runs_dir)
+            training = as_local_run(manifest_training, runs, sys.stdout)
             env = local_environment(training, runs, url)
             log = runs / training.metadata.namespace / training.metadata.name / "trainer.log"
             code = train_locally(

@@ -4,12 +4,18 @@ The manifest goes through the same loader and schema as on the API server; the t
 process with exactly the environment its pod would get (the run's files land in ``runs/<namespace>/<name>/``);
 a Pushgateway is started on a free loopback port when none is given; the status comes from the same
 reducer as the operator's, fed with the Job and pod the cluster would report for the child process, and
-is printed with the CRD's own printer columns. Running the same command again resumes from the last
-finished epoch: the local uid is stable, so the run's backup is found again.
+is printed with the CRD's own printer columns.
+
+A local run's uid is a hash of its spec: running the same manifest again resumes from the last finished
+epoch (the run's backup is keyed by the uid), while a changed spec is a new run, as a re-created resource
+is on a cluster -- the previous run's files are moved aside, never resumed into a different model.
+Without a Pushgateway the figures come from the trainer's own record of finished epochs (``history.json``
+in the run's backup) and, at the end, ``metrics.json``.
 """
 
 import contextlib
 import datetime
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -22,11 +28,13 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from mnist_api import MnistTraining, describe_exit_code
+from mnist_api import ExitCode, MnistTraining, RunPaths, describe_exit_code
 from mnist_api.env import trainer_config
+from mnist_api.layout import METRICS_FILE
+from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
 
 from . import printer
 from .naming import TRAINER_CONTAINER
@@ -34,6 +42,9 @@ from .pushgateway import parse_groups
 from .reducer import MetricsView, reduce_status
 
 LOCAL_UID = "local"
+RUN_RECORD_FILE = ".local-run.json"
+HISTORY_FILE = "history.json"  # the trainer's record of finished epochs (trainer/mnist_trainer/run_state.py)
+STOPPED = "Stopped"  # local only: a stopped run is not failed, the same command resumes it
 PUSHGATEWAY_INSTALL_HINT = "apt-get install prometheus-pushgateway (or pass --pushgateway URL)"
 
 
@@ -53,6 +64,78 @@ def local_environment(resource: MnistTraining, runs_dir: Path, pushgateway_url: 
         uid=resource.metadata.uid or LOCAL_UID,
     )
     return config.to_env()
+
+
+def local_run_uid(training: MnistTraining) -> str:
+    """The uid of a local run: the same spec is the same run; any change is a new one."""
+    spec = training.spec.model_dump(mode="json", by_alias=True)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return f"{LOCAL_UID}-{digest[:12]}"
+
+
+def as_local_run(training: MnistTraining, runs_dir: Path, out: TextIO) -> MnistTraining:
+    """The training with its local uid; a previous run of another spec is moved aside first.
+
+    Files of a run live in ``runs/<namespace>/<name>/`` whatever the uid (docs and users look there), so
+    the previous run's model, metrics.json and backup move to ``<name>.<its uid>/`` and stay inspectable.
+    """
+    meta = training.metadata
+    uid = meta.uid or local_run_uid(training)
+    run_dir = runs_dir / meta.namespace / meta.name
+    record = run_dir / RUN_RECORD_FILE
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        try:
+            previous = str(json.loads(record.read_text(encoding="utf-8"))["uid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            previous = LOCAL_UID  # a run of an older version, which had no record
+        if previous != uid:
+            kept = run_dir.with_name(f"{meta.name}.{previous}")
+            if kept.exists():
+                shutil.rmtree(kept)  # the same spec's earlier run, moved aside once before
+            run_dir.rename(kept)
+            out.write(
+                f"mnist-operator: {meta.name}: the spec differs from the last run's; starting a new run "
+                f"(the last run's files are kept in {kept})\n"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"uid": uid}) + "\n", encoding="utf-8")
+    return training.model_copy(update={"metadata": meta.model_copy(update={"uid": uid})})
+
+
+def read_run_files(training: MnistTraining, runs_dir: Path) -> MetricsView:
+    """The figures a Pushgateway would hold, from the files the trainer writes as it goes."""
+    meta = training.metadata
+    uid = meta.uid or LOCAL_UID
+    paths = RunPaths(PurePosixPath(runs_dir), meta.namespace, meta.name, uid)
+    prefix = training.spec.metrics.prefix
+    values: dict[str, float] = {}
+    history = _read_json(Path(str(paths.backup_dir)) / HISTORY_FILE).get("epochs") or []
+    if history:
+        last = history[-1]
+        values[metric_name(prefix, TRAIN_STAGE, "epochs_count")] = float(last["epoch"])
+        values[metric_name(prefix, TRAIN_STAGE, "elapsed_time_seconds")] = sum(
+            float(entry.get("seconds", 0.0)) for entry in history
+        )
+        for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
+            if key in last:
+                values[metric_name(prefix, TRAIN_STAGE, key)] = float(last[key])
+    report = _read_json(Path(str(paths.run_dir)) / METRICS_FILE)
+    if (report.get("run") or {}).get("uid") == uid:  # metrics.json of this run, not of an earlier one
+        test = report.get("test") or {}
+        for key in ("accuracy", "loss"):
+            if key in test:
+                values[metric_name(prefix, TEST_STAGE, key)] = float(test[key])
+        if (parameters := (report.get("model") or {}).get("parameters")) is not None:
+            values[metric_name(prefix, TRAIN_STAGE, "model_parameters_count")] = float(parameters)
+    return MetricsView(values)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # not written yet, or being replaced (the trainer writes then renames)
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _free_port() -> int:
@@ -236,8 +319,13 @@ def train_locally(
                 copier.join()
                 process = TrainerProcess(process.pod_name, process.started, code, utc_now())
             job, pods = local_children(process)
-            metrics = read_metrics(pushgateway_url, resource)
+            if pushgateway_url:
+                metrics = read_metrics(pushgateway_url, resource)
+            else:
+                metrics = read_run_files(resource, Path(env["MNIST_OUTPUT_DIR"]))
             status = reduce_status(resource, job, pods, metrics, status, utc_now())
+            if interrupted and code == ExitCode.INTERRUPTED:
+                status = {**status, "phase": STOPPED}
             table.show({"metadata": {"name": meta.name, "creationTimestamp": created}, "status": status})
             if code is not None:
                 break
@@ -250,7 +338,11 @@ def train_locally(
     for sig, handler in previous.items():
         signal.signal(sig, handler)
     assert process.exit_code is not None
-    if process.exit_code != 0:
+    if interrupted and process.exit_code == ExitCode.INTERRUPTED:
+        out.write(
+            "mnist-operator: stopped; run the same command again to resume from the last finished epoch\n"
+        )
+    elif process.exit_code != 0:
         reason = describe_exit_code(process.exit_code)
         out.write(f"mnist-operator: {reason.reason}: {errors[-1] if errors else reason.description}\n")
     else:
