@@ -77,7 +77,8 @@ def as_local_run(training: MnistTraining, runs_dir: Path, out: TextIO) -> MnistT
     """The training with its local uid; a previous run of another spec is moved aside first.
 
     Files of a run live in ``runs/<namespace>/<name>/`` whatever the uid (docs and users look there), so
-    the previous run's model, metrics.json and backup move to ``<name>.<its uid>/`` and stay inspectable.
+    the previous run's model, metrics.json and backup move to ``<name>.<its uid>/`` and stay inspectable;
+    going back to a spec whose run was moved aside moves it back, so that run resumes and nothing is lost.
     """
     meta = training.metadata
     uid = meta.uid or local_run_uid(training)
@@ -89,17 +90,30 @@ def as_local_run(training: MnistTraining, runs_dir: Path, out: TextIO) -> MnistT
         except (OSError, ValueError, KeyError, TypeError):
             previous = LOCAL_UID  # a run of an older version, which had no record
         if previous != uid:
-            kept = run_dir.with_name(f"{meta.name}.{previous}")
-            if kept.exists():
-                shutil.rmtree(kept)  # the same spec's earlier run, moved aside once before
+            kept = _unused_path(run_dir.with_name(f"{meta.name}.{previous}"))
             run_dir.rename(kept)
+            earlier = run_dir.with_name(f"{meta.name}.{uid}")
+            if earlier.is_dir():
+                earlier.rename(run_dir)
+                what = f"resuming this spec's earlier run from {earlier}"
+            else:
+                what = "starting a new run"
             out.write(
-                f"mnist-operator: {meta.name}: the spec differs from the last run's; starting a new run "
+                f"mnist-operator: {meta.name}: the spec differs from the last run's; {what} "
                 f"(the last run's files are kept in {kept})\n"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"uid": uid}) + "\n", encoding="utf-8")
     return training.model_copy(update={"metadata": meta.model_copy(update={"uid": uid})})
+
+
+def _unused_path(path: Path) -> Path:
+    """``path``, or ``path.2``, ``path.3``...: a kept run is never overwritten."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.{number}")
+    return candidate
 
 
 def read_run_files(training: MnistTraining, runs_dir: Path) -> MetricsView:
@@ -344,7 +358,9 @@ def train_locally(
         )
     elif process.exit_code != 0:
         reason = describe_exit_code(process.exit_code)
-        out.write(f"mnist-operator: {reason.reason}: {errors[-1] if errors else reason.description}\n")
+        # The trainer's own traceback stays in its log; the terminal gets one readable line and where to look.
+        detail = errors[-1] if errors else reason.description
+        out.write(f"mnist-operator: {reason.reason}: {detail} (trainer log: {log_path})\n")
     else:
         out.write(
             f"mnist-operator: model and metrics.json in {Path(env['MNIST_OUTPUT_DIR']) / meta.namespace / meta.name}\n"

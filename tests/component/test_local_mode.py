@@ -166,6 +166,10 @@ def test_unreachable_data_says_how_to_point_at_a_mirror(tmp_path: Path) -> None:
     assert done.returncode == 66, done.stdout
     assert "DataUnavailable" in done.stdout and "set spec.dataset.url to a mirror" in done.stdout
     assert rows(done.stdout)[-1][1] == "Failed"
+    # A failed trainer is one readable line naming its log, never a traceback of the CLI.
+    log = tmp_path / "runs" / "default" / "mnist-convnet" / "trainer.log"
+    assert f"(trainer log: {log.relative_to(tmp_path)})" in done.stdout and log.is_file(), done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_a_bad_manifest_is_refused_as_the_api_server_would(tmp_path: Path) -> None:

@@ -1,0 +1,63 @@
+"""A local run's identity is its spec: the same spec resumes its own files, another spec never does."""
+
+import io
+from pathlib import Path
+
+from mnist_api import MnistTraining, load_manifest_file
+from mnist_operator.cli import apply_overrides
+from mnist_operator.local import as_local_run, local_run_uid
+
+SAMPLE = Path(__file__).resolve().parents[3] / "manifests" / "samples" / "mnist-training.yaml"
+
+
+def sample(*assignments: str) -> MnistTraining:
+    (training,) = load_manifest_file(str(SAMPLE))
+    return apply_overrides(training, list(assignments))
+
+
+def start(training: MnistTraining, runs: Path) -> tuple[str, str]:
+    """Start a local run as the CLI does and leave a file in it; returns its uid and what was printed."""
+    out = io.StringIO()
+    local = as_local_run(training, runs, out)
+    uid = local.metadata.uid
+    assert uid is not None
+    (runs / "default" / "mnist-convnet" / "model.keras").write_text(uid)
+    return uid, out.getvalue()
+
+
+def test_the_uid_follows_the_defaulted_spec_not_how_it_was_written() -> None:
+    assert local_run_uid(sample()) == local_run_uid(sample("spec.model=convnet"))  # the default, spelled out
+    assert local_run_uid(sample()) != local_run_uid(sample("spec.model=mlp"))
+    assert local_run_uid(sample()).startswith("local-")
+
+
+def test_the_same_spec_keeps_its_run_dir_and_says_nothing(tmp_path: Path) -> None:
+    first, _ = start(sample(), tmp_path)
+    again, printed = start(sample(), tmp_path)
+    assert again == first and printed == ""
+    assert (tmp_path / "default" / "mnist-convnet" / "model.keras").read_text() == first
+
+
+def test_a_changed_spec_moves_the_last_run_aside_and_going_back_resumes_it(tmp_path: Path) -> None:
+    runs = tmp_path / "default"
+    convnet, _ = start(sample(), tmp_path)
+    mlp, printed = start(sample("spec.model=mlp"), tmp_path)
+    assert printed.count("\n") == 1 and "the spec differs from the last run's; starting a new run" in printed
+    assert (runs / f"mnist-convnet.{convnet}" / "model.keras").read_text() == convnet
+    assert (runs / "mnist-convnet" / "model.keras").read_text() == mlp
+
+    back, printed = start(sample(), tmp_path)
+    assert back == convnet and "resuming this spec's earlier run" in printed
+    # start() overwrote model.keras with the same uid, so check the mlp run is the one kept aside.
+    assert (runs / f"mnist-convnet.{mlp}" / "model.keras").read_text() == mlp
+    assert not (runs / f"mnist-convnet.{convnet}").exists()
+
+
+def test_a_run_of_an_older_version_without_a_record_is_kept_not_overwritten(tmp_path: Path) -> None:
+    runs = tmp_path / "default"
+    for old in ("mnist-convnet", "mnist-convnet.local"):
+        (runs / old).mkdir(parents=True)
+        (runs / old / "model.keras").write_text(old)
+    start(sample(), tmp_path)
+    assert (runs / "mnist-convnet.local" / "model.keras").read_text() == "mnist-convnet.local"
+    assert (runs / "mnist-convnet.local.2" / "model.keras").read_text() == "mnist-convnet"
