@@ -45,6 +45,17 @@ def load_manifests(text: str, *, source: str = "<manifest>") -> list[MnistTraini
     return [_load_document(doc, source) for doc in documents]
 
 
+def load_value(text: str, *, source: str) -> Any:
+    """One YAML value (``--set PATH=VALUE``), read as kubectl would read it in a manifest."""
+    try:
+        value = yaml.load(text, Loader=KubectlLoader)
+    except yaml.YAMLError as error:
+        raise ManifestError(f"{source}: not valid YAML: {_yaml_problem(error)}") from None
+    if (spelt := _non_finite(value)) is not None:
+        raise ManifestError(f"{source}: error converting YAML to JSON: json: unsupported value: {spelt}")
+    return value
+
+
 class KubectlLoader(yaml.SafeLoader):
     """Resolves plain scalars as kubectl does, not as PyYAML's YAML 1.1 does.
 

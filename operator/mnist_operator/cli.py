@@ -7,16 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mnist_api import ManifestError, MnistTraining, load_manifest_file, validate_resource
+from mnist_api.loader import load_value
 
 from .config import ConfigError
 from .local import LocalRunError, as_local_run, local_environment, local_pushgateway, train_locally
 
 
 def apply_overrides(resource: MnistTraining, assignments: list[str]) -> MnistTraining:
-    """``--set spec.epochs=1``: values are YAML, so numbers, booleans and ``{a: b}`` maps work."""
+    """``--set spec.epochs=1``: values are YAML read as kubectl reads a manifest, so ``1e-3`` is a number,
+    and booleans and ``{a: b}`` maps work."""
     document: dict[str, Any] = resource.model_dump(mode="json", by_alias=True, exclude_none=True)
     for assignment in assignments:
         path, separator, raw = assignment.partition("=")
@@ -26,7 +26,7 @@ def apply_overrides(resource: MnistTraining, assignments: list[str]) -> MnistTra
         node = document
         for key in parents:
             node = node.setdefault(key, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = load_value(raw, source=f"--set {assignment}")
     return validate_resource(document)
 
 
