@@ -19,6 +19,8 @@ SAVED_MODEL_DIR: Final = "saved_model"
 METRICS_FILE: Final = "metrics.json"
 BEST_CHECKPOINT_FILE: Final = "checkpoints/best.keras"
 BACKUP_DIR: Final = "backup"
+HISTORY_FILE: Final = "history.json"
+"""In the run's backup directory: every finished epoch's figures; local mode reads it for its table."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class RunPaths:
     @property
     def backup_dir(self) -> PurePosixPath:
         return self.run_dir / BACKUP_DIR / self.uid
+
+    @property
+    def history(self) -> PurePosixPath:
+        return self.backup_dir / HISTORY_FILE
 
 
 def dataset_cache_dir(data_root: PurePosixPath, dataset: str) -> PurePosixPath:

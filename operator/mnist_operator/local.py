@@ -33,7 +33,6 @@ from typing import Any, TextIO
 
 from mnist_api import ExitCode, MnistTraining, RunPaths, describe_exit_code
 from mnist_api.env import trainer_config
-from mnist_api.layout import METRICS_FILE
 from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
 
 from . import printer
@@ -43,7 +42,6 @@ from .reducer import MetricsView, reduce_status
 
 LOCAL_UID = "local"
 RUN_RECORD_FILE = ".local-run.json"
-HISTORY_FILE = "history.json"  # the trainer's record of finished epochs (trainer/mnist_trainer/run_state.py)
 STOPPED = "Stopped"  # local only: a stopped run is not failed, the same command resumes it
 PUSHGATEWAY_INSTALL_HINT = "apt-get install prometheus-pushgateway (or pass --pushgateway URL)"
 
@@ -123,7 +121,7 @@ def read_run_files(training: MnistTraining, runs_dir: Path) -> MetricsView:
     paths = RunPaths(PurePosixPath(runs_dir), meta.namespace, meta.name, uid)
     prefix = training.spec.metrics.prefix
     values: dict[str, float] = {}
-    history = _read_json(Path(str(paths.backup_dir)) / HISTORY_FILE).get("epochs") or []
+    history = _read_json(Path(str(paths.history))).get("epochs") or []
     if history:
         last = history[-1]
         values[metric_name(prefix, TRAIN_STAGE, "epochs_count")] = float(last["epoch"])
@@ -133,7 +131,7 @@ def read_run_files(training: MnistTraining, runs_dir: Path) -> MetricsView:
         for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
             if key in last:
                 values[metric_name(prefix, TRAIN_STAGE, key)] = float(last[key])
-    report = _read_json(Path(str(paths.run_dir)) / METRICS_FILE)
+    report = _read_json(Path(str(paths.metrics_json)))
     if (report.get("run") or {}).get("uid") == uid:  # metrics.json of this run, not of an earlier one
         test = report.get("test") or {}
         for key in ("accuracy", "loss"):

@@ -12,9 +12,9 @@ from typing import Any
 
 import keras
 
-from .errors import TrainingDivergedError
+from mnist_api.layout import HISTORY_FILE
 
-HISTORY_FILE = "history.json"
+from .errors import TrainingDivergedError
 
 
 def write_json_atomically(path: Path, payload: Any) -> None:
