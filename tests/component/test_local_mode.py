@@ -145,9 +145,9 @@ def test_without_a_pushgateway_the_table_shows_the_trainers_own_figures(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     table = rows(done.stdout)
-    assert any(row[1] == "Running" and row[2] in ("1/3", "2/3") and len(row) > 4 for row in table), (
-        done.stdout
-    )
+    # Figures while still Running: the mlp's epochs can all end within one 0.5 s refresh, so the row may
+    # already read 3/3; the evaluation and export that follow keep it Running for longer than that.
+    assert any(row[1] == "Running" and row[2] != "0/3" and len(row) > 4 for row in table), done.stdout
     report = json.loads((tmp_path / "runs" / "default" / "mnist-convnet" / "metrics.json").read_text())
     last = report["history"][-1]
     assert table[-1][:5] == [
