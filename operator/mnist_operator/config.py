@@ -8,7 +8,10 @@
 | ``MNIST_OPERATOR_TRAINER_COMMAND`` | ``["python", "-m", "mnist_trainer"]`` | JSON list; the trainer's command |
 | ``MNIST_OPERATOR_TRAINER_SERVICE_ACCOUNT`` | (namespace default) | ServiceAccount of trainer pods |
 | ``MNIST_OPERATOR_PUSHGATEWAY_URL`` | (none) | Pushgateway for runs whose spec names none |
+| ``MNIST_OPERATOR_PUSHGATEWAY_USERNAME`` | (none) | basic auth for that Pushgateway (sent to it only) |
+| ``MNIST_OPERATOR_PUSHGATEWAY_PASSWORD`` | (none) | with the username; the chart takes both from a Secret |
 | ``MNIST_OPERATOR_POLL_INTERVAL_SECONDS`` | ``5`` | seconds between Pushgateway polls (one request each) |
+| ``MNIST_OPERATOR_SWEEP_INTERVAL_SECONDS`` | ``300`` | seconds between sweeps of groups whose training is gone |
 | ``MNIST_OPERATOR_STATUS_COALESCE_SECONDS`` | ``0.5`` | changes within this long make one status write (0: one each) |
 | ``MNIST_OPERATOR_METRICS_PORT`` | ``9090`` | port of the operator's own /metrics (0 disables) |
 | ``MNIST_OPERATOR_WATCH_TIMEOUT_SECONDS`` | ``300`` | server-side watch timeout; the client waits 30 s more |
@@ -29,6 +32,12 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password: str = field(repr=False)  # never in a log line
+
+
+@dataclass(frozen=True)
 class Config:
     namespaces: tuple[str, ...] = ()
     trainer_image: str = DEFAULT_TRAINER_IMAGE
@@ -36,7 +45,9 @@ class Config:
     trainer_command: tuple[str, ...] = ("python", "-m", "mnist_trainer")
     trainer_service_account: str | None = None
     pushgateway_url: str | None = None
+    pushgateway_auth: BasicAuth | None = None
     poll_interval_seconds: float = 5.0
+    sweep_interval_seconds: float = 300.0
     status_coalesce_seconds: float = 0.5
     metrics_port: int = 9090
     watch_timeout_seconds: int = 300
@@ -82,6 +93,16 @@ class Config:
             raise ConfigError(
                 f"{PREFIX}PUSHGATEWAY_URL must start with http:// or https://, got {pushgateway!r}"
             )
+        username, password = text("PUSHGATEWAY_USERNAME"), environ.get(PREFIX + "PUSHGATEWAY_PASSWORD", "")
+        if bool(username) != bool(password):
+            raise ConfigError(
+                f"{PREFIX}PUSHGATEWAY_USERNAME and {PREFIX}PUSHGATEWAY_PASSWORD go together: set both or neither"
+            )
+        if username and pushgateway is None:
+            raise ConfigError(
+                f"{PREFIX}PUSHGATEWAY_USERNAME is set but {PREFIX}PUSHGATEWAY_URL is not: the credentials are "
+                "sent to that Pushgateway only"
+            )
         namespaces = tuple(n.strip() for n in (text("NAMESPACES") or "").split(",") if n.strip())
         return cls(
             namespaces=namespaces,
@@ -90,7 +111,9 @@ class Config:
             trainer_command=command,
             trainer_service_account=text("TRAINER_SERVICE_ACCOUNT"),
             pushgateway_url=pushgateway.rstrip("/") if pushgateway else None,
+            pushgateway_auth=BasicAuth(username, password) if username else None,
             poll_interval_seconds=number("POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, minimum=0.1),
+            sweep_interval_seconds=number("SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds, minimum=1),
             status_coalesce_seconds=number("STATUS_COALESCE_SECONDS", cls.status_coalesce_seconds, minimum=0),
             metrics_port=int(number("METRICS_PORT", cls.metrics_port, minimum=0)),
             watch_timeout_seconds=int(number("WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds, minimum=10)),

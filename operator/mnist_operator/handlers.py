@@ -45,6 +45,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     kube = Kube(make_api_client())
     memo.events = EventRecorder(kube, component=OPERATOR_NAME, instance=socket.gethostname())
     memo.operator = operator = Operator(config, kube, memo.events)
+    operator.start()
     # Jobs and pods are watched outside kopf (children.py), selected by label on the server, each event
     # reduced to a summary as it arrives; their own client keeps the long-lived watch connections apart.
     memo.children = ChildWatches(

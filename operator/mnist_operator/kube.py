@@ -84,6 +84,17 @@ class Kube:
             if error.status not in (404, 409):
                 raise
 
+    async def training_uids(self, namespaces: tuple[str, ...]) -> set[str]:
+        """The uid of every training in ``namespaces`` (all when empty), from one LIST each."""
+        if namespaces:
+            lists = [
+                await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
+                for ns in namespaces
+            ]
+        else:
+            lists = [await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)]
+        return {item["metadata"]["uid"] for listed in lists for item in listed.get("items") or []}
+
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         """The call in a worker thread, its answer as plain JSON. The client would otherwise build its
         models from the answer (in the thread) and we would turn them back into dicts (on the event

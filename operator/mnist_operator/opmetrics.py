@@ -14,4 +14,16 @@ TRAININGS_BY_PHASE = Gauge("mnist_operator_trainings", "Trainings by phase", ["p
 PUSHGATEWAY_POLLS = Counter(
     "mnist_operator_pushgateway_polls", "Pushgateway polls", ["outcome"], registry=REGISTRY
 )
+PUSHGATEWAY_DELETES = Counter(
+    "mnist_operator_pushgateway_deletes",
+    "Deletes of a finished or orphaned run's Pushgateway group",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ORPHANED_GROUPS = Counter(
+    "mnist_operator_pushgateway_orphans_found",
+    "Pushgateway groups found whose training no longer exists (deleted while the operator was down, "
+    "or whose delete failed)",
+    registry=REGISTRY,
+)
 STATUS_PATCHES = Counter("mnist_operator_status_patches", "Status patches written", registry=REGISTRY)

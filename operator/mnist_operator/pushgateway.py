@@ -2,9 +2,12 @@
 
 ``GET /api/v1/metrics`` returns every group with its labels, so one call per interval serves all
 resources, whatever their number. ``parse_groups`` is pure; ``Poller`` holds the latest snapshot.
+A Pushgateway that requires basic auth (``--web.config.file``) is read and cleaned with the operator's
+own credentials (``Config.pushgateway_auth``), sent to the operator's default Pushgateway only.
 """
 
 import asyncio
+import base64
 import contextlib
 import logging
 import urllib.parse
@@ -17,6 +20,7 @@ import aiohttp
 from mnist_api.metrics import GROUP_LABEL_NAMESPACE, GROUP_LABEL_TRAINING, GROUP_LABEL_UID
 
 from . import opmetrics
+from .config import BasicAuth
 from .reducer import MetricsView
 
 log = logging.getLogger(__name__)
@@ -24,15 +28,27 @@ RunKey = tuple[str, str, str]  # namespace, name, uid
 _SKIPPED = {"labels", "last_push_successful", "push_time_seconds", "push_failure_time_seconds"}
 
 
+def _auth_headers(auth: BasicAuth | None) -> dict[str, str]:
+    if auth is None:
+        return {}
+    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+def _run_key(labels: Mapping[str, str]) -> RunKey | None:
+    try:
+        return labels[GROUP_LABEL_NAMESPACE], labels[GROUP_LABEL_TRAINING], labels[GROUP_LABEL_UID]
+    except KeyError:
+        return None  # not one of ours (or the seeds' job-only groups)
+
+
 def parse_groups(groups: Iterable[Mapping[str, Any]]) -> dict[RunKey, dict[str, float]]:
     """Gauge values (unlabelled samples) of every group that carries a run's grouping key."""
     runs: dict[RunKey, dict[str, float]] = {}
     for group in groups:
         labels = group.get("labels") or {}
-        try:
-            key = (labels[GROUP_LABEL_NAMESPACE], labels[GROUP_LABEL_TRAINING], labels[GROUP_LABEL_UID])
-        except KeyError:
-            continue  # not one of ours (or the seeds' job-only groups)
+        if (key := _run_key(labels)) is None:
+            continue
         values: dict[str, float] = {}
         for name, family in group.items():
             if name in _SKIPPED or not isinstance(family, Mapping) or family.get("type") != "GAUGE":
@@ -44,6 +60,26 @@ def parse_groups(groups: Iterable[Mapping[str, Any]]) -> dict[RunKey, dict[str, 
                         values[name] = float(sample["value"])
         runs.setdefault(key, {}).update(values)
     return runs
+
+
+def group_jobs(groups: Iterable[Mapping[str, Any]]) -> dict[RunKey, str]:
+    """The ``job`` label of every run's group: with the run's key, the path that deletes it."""
+    return {
+        key: str(labels.get("job", ""))
+        for group in groups
+        if (key := _run_key(labels := group.get("labels") or {})) is not None
+    }
+
+
+def describe_http_error(url: str, status: int, reason: str | None) -> str:
+    """One line for the status and the log; says what to check when the Pushgateway wants credentials."""
+    text = f"{url} answered HTTP {status} {reason or ''}".rstrip()
+    if status in (401, 403):
+        text += (
+            " (the Pushgateway requires basic auth: give the operator its credentials, "
+            "MNIST_OPERATOR_PUSHGATEWAY_USERNAME and _PASSWORD; see docs/operator.md)"
+        )
+    return text
 
 
 def group_path(job: str, namespace: str, name: str, uid: str) -> str:
@@ -59,7 +95,9 @@ class Poller:
     url: str
     interval: float
     on_change: Callable[[str, set[RunKey] | None], Coroutine[Any, Any, None]]
+    auth: BasicAuth | None = None
     snapshot: dict[RunKey, dict[str, float]] = field(default_factory=dict)
+    jobs: dict[RunKey, str] = field(default_factory=dict)
     reachable: bool = True
     error: str | None = None
     polls: int = 0
@@ -69,21 +107,17 @@ class Poller:
 
     async def poll_once(self, session: aiohttp.ClientSession) -> set[RunKey] | None:
         self.polls += 1
-        try:
-            async with session.get(
-                self.url + "/api/v1/metrics", timeout=aiohttp.ClientTimeout(total=10)
-            ) as reply:
-                reply.raise_for_status()
-                payload = await reply.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        groups = await self._fetch(session)
+        if isinstance(groups, str):
             opmetrics.PUSHGATEWAY_POLLS.labels("error").inc()
             was_reachable, self.reachable = self.reachable, False
-            self.error = f"cannot read {self.url}: {type(error).__name__}: {error}"
+            self.error = groups
             if was_reachable:
                 log.warning("%s; keeping the last figures", self.error)
                 return None
             return set()
-        fresh = parse_groups(payload.get("data") or [])
+        fresh = parse_groups(groups)
+        self.jobs = group_jobs(groups)
         changed: set[RunKey] | None = {
             k for k in fresh.keys() | self.snapshot.keys() if fresh.get(k) != self.snapshot.get(k)
         }
@@ -93,6 +127,22 @@ class Poller:
         self.snapshot, self.reachable, self.error = fresh, True, None
         opmetrics.PUSHGATEWAY_POLLS.labels("ok").inc()
         return changed
+
+    async def _fetch(self, session: aiohttp.ClientSession) -> list[Mapping[str, Any]] | str:
+        """Every group the Pushgateway holds, or why it could not be read."""
+        try:
+            async with session.get(
+                self.url + "/api/v1/metrics",
+                timeout=aiohttp.ClientTimeout(total=10),
+                headers=_auth_headers(self.auth),
+            ) as reply:
+                if reply.status >= 400:
+                    return describe_http_error(self.url, reply.status, reply.reason)
+                payload = await reply.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            return f"cannot read {self.url}: {type(error).__name__}: {error}"
+        groups: list[Mapping[str, Any]] = payload.get("data") or []
+        return groups
 
     async def run(self) -> None:
         # The status writes a poll triggers run beside the loop, not inside it: a burst of 1,000 changed
@@ -108,16 +158,31 @@ class Poller:
                 await asyncio.sleep(self.interval)
 
 
-async def delete_group(url: str, job: str, namespace: str, name: str, uid: str) -> bool:
-    """Forget a run's metrics; True when the Pushgateway answered (a missing group is fine)."""
+async def delete_group(
+    url: str, job: str, namespace: str, name: str, uid: str, *, auth: BasicAuth | None = None
+) -> bool:
+    """Forget a run's metrics; True once the Pushgateway confirmed it (2xx: it answers 202 whether or
+    not the group existed). Anything else (401/403 without the right credentials, a 404 from a wrong
+    URL, no answer) is logged, counted, and left for the next sweep (``Operator.sweep_orphans``)."""
+    where = f"{namespace}/{name} (uid {uid}) from {url}"
     try:
         async with (
             aiohttp.ClientSession() as session,
             session.delete(
-                url + group_path(job, namespace, name, uid), timeout=aiohttp.ClientTimeout(total=10)
+                url + group_path(job, namespace, name, uid),
+                timeout=aiohttp.ClientTimeout(total=10),
+                headers=_auth_headers(auth),
             ) as reply,
         ):
-            return reply.status < 500
+            failure = (
+                None if 200 <= reply.status < 300 else describe_http_error(url, reply.status, reply.reason)
+            )
     except (aiohttp.ClientError, TimeoutError) as error:
-        log.warning("could not delete the metrics of %s/%s from %s: %s", namespace, name, url, error)
-        return False
+        failure = f"{type(error).__name__}: {error}"
+    if failure is None:
+        opmetrics.PUSHGATEWAY_DELETES.labels("ok").inc()
+        log.info("deleted the metrics of %s", where)
+        return True
+    opmetrics.PUSHGATEWAY_DELETES.labels("error").inc()
+    log.warning("could not delete the metrics of %s: %s; the next sweep retries", where, failure)
+    return False

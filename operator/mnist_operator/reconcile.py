@@ -16,7 +16,7 @@ from mnist_api import MnistTraining, Phase
 
 from . import opmetrics
 from .builders import build_trainer_job
-from .config import Config
+from .config import BasicAuth, Config
 from .kube import Kube
 from .naming import job_name
 from .pushgateway import Poller, RunKey, delete_group
@@ -42,6 +42,7 @@ class Operator:
     store: Store = field(default_factory=Store)
     pollers: dict[str, Poller] = field(default_factory=dict)
     poller_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    sweeper: asyncio.Task[None] | None = None
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     _due: set[Key] = field(default_factory=set)  # trainings with a coalesced refresh on its way
     _refreshes: set[asyncio.Task[None]] = field(default_factory=set)
@@ -110,7 +111,9 @@ class Operator:
         url = self._pushgateway_url((spec.get("metrics") or {}).get("pushgatewayUrl"))
         if url and metadata.get("uid"):
             job = (spec.get("metrics") or {}).get("job", "mnist")
-            await delete_group(url, job, key[0], key[1], metadata["uid"])
+            # A failed delete is not retried here: the group outlives its resource, which is exactly what
+            # the next sweep looks for.
+            await delete_group(url, job, key[0], key[1], metadata["uid"], auth=self._auth_for(url))
 
     # -- children ---------------------------------------------------------------------------------
     async def child_event(self, kind: ChildKind, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -122,13 +125,65 @@ class Operator:
     def _pushgateway_url(self, override: str | None) -> str | None:
         return (override or self.config.pushgateway_url or "").rstrip("/") or None
 
+    def _auth_for(self, url: str) -> BasicAuth | None:
+        # The operator's credentials go to its own Pushgateway only, never to a URL a training's author
+        # chose (spec.metrics.pushgatewayUrl), who could otherwise collect them.
+        return self.config.pushgateway_auth if url == self.config.pushgateway_url else None
+
     def _watch_pushgateway(self, training: MnistTraining) -> None:
         url = self._pushgateway_url(training.spec.metrics.pushgateway_url)
-        if url is None or url in self.pollers:
+        if url is not None:
+            self._watch_url(url)
+
+    def _watch_url(self, url: str) -> None:
+        if url in self.pollers:
             return
-        poller = Poller(url, self.config.poll_interval_seconds, self._metrics_changed)
+        poller = Poller(url, self.config.poll_interval_seconds, self._metrics_changed, self._auth_for(url))
         self.pollers[url] = poller
         self.poller_tasks[url] = asyncio.create_task(poller.run(), name=f"poll {url}")
+
+    def start(self) -> None:
+        """Poll the default Pushgateway from the start (a sweep needs no training to exist) and sweep."""
+        if self.config.pushgateway_url:
+            self._watch_url(self.config.pushgateway_url)
+        self.sweeper = asyncio.create_task(self._sweep_forever(), name="sweep Pushgateway groups")
+
+    async def _sweep_forever(self) -> None:
+        # The first sweep follows the first poll, so groups of trainings deleted while the operator was
+        # down go at start-up; later ones every sweep_interval_seconds.
+        await asyncio.sleep(self.config.poll_interval_seconds * 2)
+        while True:
+            try:
+                await self.sweep_orphans()
+            except Exception as error:  # the API server briefly away: the next sweep tries again
+                log.warning(
+                    "sweep of Pushgateway groups failed (%s); next in %gs",
+                    error,
+                    self.config.sweep_interval_seconds,
+                )
+            await asyncio.sleep(self.config.sweep_interval_seconds)
+
+    async def sweep_orphans(self) -> int:
+        """Delete the Pushgateway groups of runs whose resource no longer exists; returns how many.
+
+        The groups are read before the resources are listed: a group read was pushed by a run whose
+        resource existed then, so if that resource still exists the list has its uid.
+        """
+        groups = {url: dict(poller.jobs) for url, poller in self.pollers.items() if poller.reachable}
+        if not any(groups.values()):
+            return 0
+        live = await self.kube.training_uids(self.config.namespaces)
+        deleted = 0
+        for url, jobs in groups.items():
+            for (namespace, name, uid), job in jobs.items():
+                if uid in live or (self.config.namespaces and namespace not in self.config.namespaces):
+                    continue  # a live run, or another operator's namespace
+                opmetrics.ORPHANED_GROUPS.inc()
+                log.info(
+                    "metrics of %s/%s (uid %s) outlived their training; deleting them", namespace, name, uid
+                )
+                deleted += await delete_group(url, job, namespace, name, uid, auth=self._auth_for(url))
+        return deleted
 
     async def _metrics_changed(self, url: str, runs: set[RunKey] | None) -> None:
         if runs is None:  # reachability changed: every training on this Pushgateway says so
@@ -241,7 +296,7 @@ class Operator:
         return True
 
     async def stop(self) -> None:
-        tasks = [*self.poller_tasks.values(), *self._refreshes]
+        tasks = [*self.poller_tasks.values(), *self._refreshes, *([self.sweeper] if self.sweeper else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -119,9 +119,12 @@ class ClusterPushgateway:
         """The address trainers push to and the operator polls (cluster DNS)."""
         return f"http://{self.name}.{self.namespace}.svc:{PUSHGATEWAY_PORT}"
 
+    def proxy_path(self, path: str) -> str:
+        """``path`` on the Pushgateway through the API server's service proxy."""
+        return f"/api/v1/namespaces/{self.namespace}/services/{self.name}:{PUSHGATEWAY_PORT}/proxy{path}"
+
     def get(self, path: str) -> str:
-        proxy = f"/api/v1/namespaces/{self.namespace}/services/{self.name}:{PUSHGATEWAY_PORT}/proxy{path}"
-        return self.plane.kubectl("get", "--raw", proxy, check=True).stdout
+        return self.plane.kubectl("get", "--raw", self.proxy_path(path), check=True).stdout
 
     def groups(self) -> list[dict[str, Any]]:
         """The Pushgateway's own view of every group (GET /api/v1/metrics)."""

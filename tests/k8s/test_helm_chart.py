@@ -211,6 +211,38 @@ def test_external_pushgateway_scenario_deploys_none_and_points_the_operator_at_i
     assert env["PUSHGATEWAY_URL"] == values["pushgateway"]["externalUrl"]
 
 
+def test_pushgateway_auth_wires_one_secret_to_the_operator_the_pushgateway_and_its_monitor(
+    helm: Helm,
+) -> None:
+    docs = helm.template(
+        "--set", "pushgateway.auth.existingSecret=gw-auth", "--set", "serviceMonitor.pushgateway.enabled=true"
+    )  # fmt: skip
+    container = operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    from_secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert from_secret == {
+        "MNIST_OPERATOR_PUSHGATEWAY_USERNAME": {"name": "gw-auth", "key": "username"},
+        "MNIST_OPERATOR_PUSHGATEWAY_PASSWORD": {"name": "gw-auth", "key": "password"},
+    }
+    pushgateway = one(docs, "Deployment", "mnist-operator-pushgateway")["spec"]["template"]["spec"]
+    (gateway,) = pushgateway["containers"]
+    assert "--web.config.file=/etc/pushgateway/web-config.yml" in gateway["args"]
+    assert gateway["volumeMounts"] == [
+        {"name": "web-config", "mountPath": "/etc/pushgateway", "readOnly": True}
+    ]
+    assert pushgateway["volumes"][0]["secret"]["secretName"] == "gw-auth"
+    # Basic auth covers /-/ready too, and a kubelet probe sends no credentials.
+    assert "tcpSocket" in gateway["readinessProbe"] and "tcpSocket" in gateway["livenessProbe"]
+    endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["basicAuth"]["password"] == {"name": "gw-auth", "key": "password"}
+    test_env = {e["name"]: e for e in one(docs, "Pod")["spec"]["containers"][0]["env"]}
+    assert test_env["PUSHGATEWAY_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "gw-auth"
+    refused = helm.run(
+        "template", RELEASE, str(CHART), "--kube-version", helm.kube_version,
+        "--set", "pushgateway.auth.existingSecret=gw-auth", "--set", "pushgateway.enabled=false",
+    )  # fmt: skip
+    assert refused.returncode != 0 and "needs a Pushgateway" in refused.stderr
+
+
 def test_namespaced_scenario_grants_roles_only_in_the_watched_namespaces(helm: Helm) -> None:
     scenario = CHART / "ci" / "namespaced-rbac-values.yaml"
     watched = yaml.safe_load(scenario.read_text())["watchNamespaces"]
@@ -258,7 +290,7 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
         "--set-json",
         "pollIntervalSeconds=0.5",
         "--set",
-        "watchTimeoutSeconds=60,metrics.port=0,image.tag=9.9.9,watchNamespaces={a,b}",
+        "watchTimeoutSeconds=60,sweepIntervalSeconds=30,metrics.port=0,image.tag=9.9.9,watchNamespaces={a,b}",
         "--set-json",
         'extraEnv=[{"name": "EXTRA", "value": "1"}]',
     )
@@ -268,6 +300,7 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
     assert env["MNIST_OPERATOR_RUN_AS_USER"] == "2000"
     assert env["MNIST_OPERATOR_POLL_INTERVAL_SECONDS"] == "0.5"
     assert env["MNIST_OPERATOR_WATCH_TIMEOUT_SECONDS"] == "60"
+    assert env["MNIST_OPERATOR_SWEEP_INTERVAL_SECONDS"] == "30"
     assert env["MNIST_OPERATOR_METRICS_PORT"] == "0"
     assert env["MNIST_OPERATOR_NAMESPACES"] == "a,b"
     assert env["EXTRA"] == "1"

@@ -9,6 +9,7 @@ and their data from a mirror pod (nothing outside the cluster is reachable).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from mnist_api import ManifestError, load_manifest_file
+from tests.support.servers import write_basic_auth_web_config
 
 from .conftest import Cluster
 from .controlplane import ControlPlane
@@ -433,6 +435,105 @@ def test_a_deleted_trainer_pod_exits_143_and_its_retry_resumes(
         follow.kill()
     assert "stopped by SIGTERM" in first_log, first_log[-2000:]
     assert_retry_resumed(cluster, core, custom, namespace, "drained", volume)
+
+
+def operator_pods(cluster: Cluster) -> list[str]:
+    selector = "app.kubernetes.io/component=operator"
+    listed = cluster.kubectl(
+        "get", "pods", "-n", OPERATOR_NAMESPACE, "-l", selector, "-o", "name", check=True
+    )
+    return listed.stdout.split()
+
+
+PUSHGATEWAY_USER, PUSHGATEWAY_PASSWORD = "metrics", "in-cluster test password"
+
+
+def read_groups_with_credentials(cluster: Cluster, mirror: ClusterMirror, url: str) -> str:
+    """GET /api/v1/metrics with basic auth, from inside the cluster: the API server's service proxy (what
+    ``ClusterPushgateway.groups`` uses) drops a caller's Authorization header, so this runs in the mirror
+    pod, which has Python."""
+    mirror_namespace = mirror.url.split("//", 1)[1].split(".")[1]
+    token = base64.b64encode(f"{PUSHGATEWAY_USER}:{PUSHGATEWAY_PASSWORD}".encode()).decode()
+    code = (
+        "import urllib.request as u; "
+        f"r = u.Request({url + '/api/v1/metrics'!r}, headers={{'Authorization': 'Basic {token}'}}); "
+        "print(u.urlopen(r, timeout=10).read().decode())"
+    )
+    return cluster.kubectl(
+        "exec", "-n", mirror_namespace, "mirror", "--", "python", "-c", code, check=True
+    ).stdout
+
+
+def test_basic_auth_pushgateway_and_a_training_deleted_while_the_operator_was_down(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    operator: Release,
+    mirror: ClusterMirror,
+    core: Any,
+    custom: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 12 items 4 and 5 in one training (each costs one), set up as docs/operator.md tells a user:
+    one Secret for the operator and the bundled Pushgateway's --web.config.file, one in the training's
+    namespace for its trainer. The figures reach the status through the operator's authenticated polls;
+    then the training is deleted while no operator runs (no finalizer holds it), and the restarted
+    operator's first sweep deletes the group it left, with its credentials.
+
+    It leaves the release with basic auth on: only the uninstall test comes after it."""
+    web_config = write_basic_auth_web_config(tmp_path / "web.yml", PUSHGATEWAY_USER, PUSHGATEWAY_PASSWORD)
+    credentials = {"username": PUSHGATEWAY_USER, "password": PUSHGATEWAY_PASSWORD}
+    core.create_namespaced_secret(
+        OPERATOR_NAMESPACE,
+        {
+            "metadata": {"name": "pushgateway-auth"},
+            "stringData": {**credentials, "web-config.yml": web_config.read_text()},
+        },
+    )
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "push-auth"}, "stringData": credentials})
+    try:
+        upgraded = operator.helm(
+            "upgrade", RELEASE, str(CHART), "--reuse-values",
+            "--set", "pushgateway.auth.existingSecret=pushgateway-auth",
+            "--wait", "--timeout", "180s",
+        )  # fmt: skip
+        assert upgraded.returncode == 0, upgraded.stderr + describe(cluster)
+        refused = cluster.kubectl("get", "--raw", operator.gateway.proxy_path("/api/v1/metrics"))
+        assert refused.returncode != 0, "the Pushgateway answered without credentials"
+
+        spec = small(mirror, epochs=1, metrics={"authSecretRef": {"name": "push-auth"}})
+        apply(control_plane, sample_training(namespace, "secured", **spec), tmp_path)
+        status = wait_for_phase(custom, namespace, "secured", "Succeeded", timeout=180)
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert conditions["MetricsAvailable"]["status"] == "True", conditions
+        assert status["testAccuracy"] > 0 and status["epoch"] == 1, status
+        uid = custom.get_namespaced_custom_object(
+            "training.mnist-operator.io", "v1alpha1", namespace, "mnisttrainings", "secured"
+        )["metadata"]["uid"]
+        assert uid in read_groups_with_credentials(cluster, mirror, operator.gateway.url)
+
+        deployment = f"deployment/{RELEASE}"
+        cluster.kubectl("scale", deployment, "-n", OPERATOR_NAMESPACE, "--replicas=0", check=True)
+        wait_for(lambda: not operator_pods(cluster), timeout=90, what="the operator to stop")
+        control_plane.kubectl(
+            "delete", "mnisttraining", "secured", "-n", namespace, "--wait=true", check=True
+        )
+        assert uid in read_groups_with_credentials(cluster, mirror, operator.gateway.url), (
+            "the group went although no operator was running"
+        )
+        cluster.kubectl("scale", deployment, "-n", OPERATOR_NAMESPACE, "--replicas=1", check=True)
+        rolled = cluster.kubectl("rollout", "status", deployment, "-n", OPERATOR_NAMESPACE, "--timeout=120s")
+        assert rolled.returncode == 0, rolled.stderr + describe(cluster)
+        wait_for(
+            lambda: uid not in read_groups_with_credentials(cluster, mirror, operator.gateway.url),
+            timeout=60,
+            what="the orphaned group to be swept",
+        )
+        log = operator.operator_log()
+        assert f"metrics of {namespace}/secured (uid {uid}) outlived their training" in log, log[-3000:]
+        assert f"deleted the metrics of {namespace}/secured (uid {uid})" in log, log[-3000:]
+    finally:
+        core.delete_namespaced_secret("pushgateway-auth", OPERATOR_NAMESPACE)
 
 
 def test_helm_uninstall_leaves_nothing(cluster: Cluster, operator: Release) -> None:

@@ -1,5 +1,6 @@
 """Real servers on loopback for tests: a file mirror over HTTP and a Prometheus Pushgateway."""
 
+import base64
 import json
 import os
 import shutil
@@ -106,19 +107,41 @@ def pushgateway_binary() -> str:
     return binary
 
 
+def basic_auth_header(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def write_basic_auth_web_config(path: Path, username: str, password: str) -> Path:
+    """A Prometheus ``--web.config.file`` that requires basic auth for every request (bcrypt, as the
+    exporter toolkit demands)."""
+    import bcrypt
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()  # 4: fast, test only
+    path.write_text(json.dumps({"basic_auth_users": {username: hashed}}))  # JSON is YAML
+    return path
+
+
 @dataclass
 class Pushgateway:
     url: str
     process: subprocess.Popen[bytes]
+    auth: tuple[str, str] | None = None
+    """Credentials the test itself reads with, when the Pushgateway requires basic auth."""
+
+    def open_path(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path)
+        if self.auth:
+            request.add_header("Authorization", basic_auth_header(*self.auth))
+        return urllib.request.urlopen(request, timeout=10)
 
     def groups(self) -> list[dict[str, Any]]:
         """The Pushgateway's own view of every group (GET /api/v1/metrics)."""
-        with urllib.request.urlopen(self.url + "/api/v1/metrics", timeout=10) as response:
+        with self.open_path("/api/v1/metrics") as response:
             data: list[dict[str, Any]] = json.load(response)["data"]
             return data
 
     def exposition(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
+        with self.open_path("/metrics") as response:
             text: str = response.read().decode()
             return text
 
@@ -132,7 +155,11 @@ class Pushgateway:
                 self.process.wait()
 
 
-def start_pushgateway(port: int | None = None) -> Pushgateway:
+def start_pushgateway(
+    port: int | None = None, *, web_config: Path | None = None, auth: tuple[str, str] | None = None
+) -> Pushgateway:
+    """A Pushgateway on loopback; with ``web_config`` (see ``write_basic_auth_web_config``) it requires
+    basic auth, and ``auth`` is what the returned handle reads with."""
     port = port or free_port()
     process = subprocess.Popen(
         [
@@ -141,15 +168,16 @@ def start_pushgateway(port: int | None = None) -> Pushgateway:
             "--persistence.file=",
             "--web.enable-admin-api",
             "--log.level=warn",
+            *([f"--web.config.file={web_config}"] if web_config else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    gateway = Pushgateway(f"http://127.0.0.1:{port}", process)
+    gateway = Pushgateway(f"http://127.0.0.1:{port}", process, auth)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(gateway.url + "/-/ready", timeout=1):
+            with gateway.open_path("/-/ready"):
                 return gateway
         except OSError:
             if process.poll() is not None:

@@ -1,6 +1,6 @@
 import pytest
 
-from mnist_operator.config import Config, ConfigError
+from mnist_operator.config import BasicAuth, Config, ConfigError
 
 
 def test_defaults_without_any_variable() -> None:
@@ -23,6 +23,9 @@ def test_every_variable_is_read() -> None:
             "MNIST_OPERATOR_METRICS_PORT": "0",
             "MNIST_OPERATOR_WATCH_TIMEOUT_SECONDS": "60",
             "MNIST_OPERATOR_RUN_AS_USER": "2000",
+            "MNIST_OPERATOR_PUSHGATEWAY_USERNAME": "metrics",
+            "MNIST_OPERATOR_PUSHGATEWAY_PASSWORD": " spaces are part of it ",
+            "MNIST_OPERATOR_SWEEP_INTERVAL_SECONDS": "30",
         }
     )
     assert config.namespaces == ("ml", "research")
@@ -30,6 +33,8 @@ def test_every_variable_is_read() -> None:
     assert config.pushgateway_url == "http://pgw:9091"
     assert (config.poll_interval_seconds, config.metrics_port, config.watch_timeout_seconds) == (2.5, 0, 60)
     assert config.status_coalesce_seconds == 0
+    assert config.pushgateway_auth == BasicAuth("metrics", " spaces are part of it ")
+    assert config.sweep_interval_seconds == 30
     assert (config.trainer_image, config.image_pull_policy, config.run_as_user) == ("r/t:1", "Always", 2000)
 
 
@@ -47,3 +52,21 @@ def test_every_variable_is_read() -> None:
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"MNIST_OPERATOR_{variable}.*{message}"):
         Config.from_env({f"MNIST_OPERATOR_{variable}": value})
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"PUSHGATEWAY_USERNAME": "metrics"}, "set both or neither"),
+        ({"PUSHGATEWAY_PASSWORD": "secret"}, "set both or neither"),
+        (
+            {"PUSHGATEWAY_USERNAME": "metrics", "PUSHGATEWAY_PASSWORD": "secret"},
+            "the credentials are sent to that Pushgateway only",
+        ),
+    ],
+)
+def test_pushgateway_credentials_come_whole_and_with_their_pushgateway(
+    variables: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env({f"MNIST_OPERATOR_{k}": v for k, v in variables.items()})
