@@ -143,8 +143,8 @@ def spec_texts(draw: st.DrawFn) -> str:
     return "spec:\n" + "".join(lines) if lines else "spec: {}\n"
 
 
-BATCH = 50
-BATCHES = 40
+BATCH = 100
+BATCHES = 20
 
 
 @settings(
