@@ -10,13 +10,15 @@ and their data from a mirror pod (nothing outside the cluster is reachable).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -202,11 +204,12 @@ def start_convnet_until_epoch_one(
     namespace: str,
     name: str,
     tmp_path: Path,
+    epochs: int = RESUMED_EPOCHS,
 ) -> Path:
     """A training on a claim that is still training after its first epoch (the convnet's epochs take
     seconds here, the mlp's a fraction of one); returns the claim's folder on this machine."""
     volume = make_claim(core, namespace, "models", tmp_path / "models")
-    spec = small(mirror, model="convnet", epochs=RESUMED_EPOCHS, output={"claimName": "models"})
+    spec = small(mirror, model="convnet", epochs=epochs, output={"claimName": "models"})
     apply(control_plane, sample_training(namespace, name, **spec), tmp_path)
     wait_for(
         lambda: (training_status(custom, namespace, name).get("epoch") or 0) >= 1, timeout=240, what="epoch 1"
@@ -215,42 +218,176 @@ def start_convnet_until_epoch_one(
 
 
 def assert_retry_resumed(
-    cluster: Cluster, core: Any, custom: Any, namespace: str, name: str, volume: Path
+    cluster: Cluster,
+    core: Any,
+    custom: Any,
+    namespace: str,
+    name: str,
+    volume: Path,
+    epochs: int = RESUMED_EPOCHS,
 ) -> dict[str, Any]:
     """The training ended Succeeded with every epoch once in its history, and its last pod resumed from
     the checkpoint rather than starting over; returns the final status."""
     status = wait_for_phase(custom, namespace, name, "Succeeded", timeout=300)
-    assert status["epoch"] == RESUMED_EPOCHS and status["attempts"] >= 2
+    assert status["epoch"] == epochs and status["attempts"] >= 2
     retry = sorted(pods_of(core, namespace, name), key=lambda p: p.metadata.creation_timestamp)[-1]
     retry_log = cluster.logs(namespace, retry.metadata.name)
     assert "resuming at epoch" in retry_log
-    trained_again = re.findall(rf"epoch (\d)/{RESUMED_EPOCHS}  loss", retry_log)
-    assert 1 <= len(trained_again) < RESUMED_EPOCHS and trained_again[-1] == str(RESUMED_EPOCHS)
+    trained_again = re.findall(rf"epoch (\d+)/{epochs}  loss", retry_log)
+    assert 1 <= len(trained_again) < epochs and trained_again[-1] == str(epochs)
     report = json.loads((volume / namespace / name / "metrics.json").read_text())
-    assert [entry["epoch"] for entry in report["history"]] == list(range(1, RESUMED_EPOCHS + 1))
+    assert [entry["epoch"] for entry in report["history"]] == list(range(1, epochs + 1))
     return status
 
 
-def test_a_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
+CHAOS_EPOCHS = 10
+OPERATOR_KILLS = 5
+
+
+@dataclass
+class StatusSampler:
+    """Reads the training's status every 0.3 s in a thread: (the Epoch column's finished epochs, phase,
+    MetricsAvailable reason)."""
+
+    custom: Any
+    namespace: str
+    name: str
+    samples: list[tuple[int, str, str]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> StatusSampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def latest(self) -> tuple[int, str, str]:
+        return self.samples[-1] if self.samples else (0, "", "")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.3):
+            with contextlib.suppress(Exception):  # the API server is not what this test disturbs
+                status = training_status(self.custom, self.namespace, self.name)
+                conditions = {c["type"]: c for c in status.get("conditions") or []}
+                metrics = conditions.get("MetricsAvailable") or {}
+                # The Epoch column (progress) as `kubectl get` shows it, e.g. "3/8".
+                shown = int(str(status.get("progress") or "0/0").split("/")[0])
+                self.samples.append((shown, status.get("phase") or "", str(metrics.get("reason"))))
+
+
+def ready_operator_pod(core: Any) -> Any:
+    pods = core.list_namespaced_pod(
+        OPERATOR_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
+    ).items
+    ready = [
+        p
+        for p in pods
+        if p.metadata.deletion_timestamp is None
+        and p.status.phase == "Running"
+        and all(c.ready for c in p.status.container_statuses or [])
+    ]
+    return ready[0] if len(ready) == 1 else None
+
+
+def kill_operator(cluster: Cluster, core: Any) -> str:
+    """SIGKILL the operator's processes, then replace its pod at once, as the Deployment does after a node
+    failure (a container restarted in place would wait out CrashLoopBackOff: 10 s, 20 s, 40 s ...)."""
+    pod = wait_for(lambda: ready_operator_pod(core), timeout=120, what="a ready operator pod")
+    ids = [s.container_id.partition("://")[2] for s in pod.status.container_statuses if s.container_id]
+    for pid in cluster.nodes.container_pids(ids):
+        os.kill(pid, signal.SIGKILL)
+    core.delete_namespaced_pod(pod.metadata.name, OPERATOR_NAMESPACE, grace_period_seconds=0)
+    return str(pod.metadata.name)
+
+
+def test_a_killed_trainer_a_killed_operator_and_a_restarted_pushgateway_during_one_training(
     control_plane: ControlPlane,
     cluster: Cluster,
     operator: Release,
     mirror: ClusterMirror,
     core: Any,
+    batch: Any,
     custom: Any,
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    volume = start_convnet_until_epoch_one(
-        control_plane, mirror, core, custom, namespace, "resumed", tmp_path
-    )
-    (pid,) = cluster.container_pids(namespace)
-    os.kill(pid, signal.SIGKILL)  # a node failure or OOM kill: no chance to clean up
+    """Chaos during one training (issue 12): the trainer SIGKILLed after its first epoch, the Pushgateway
+    stopped and started again while the retry waits out the Job's back-off, then the operator SIGKILLed
+    and replaced five times. The training ends Succeeded, resumed from its checkpoint, through one Job;
+    the status never steps back and says when the Pushgateway is away."""
+    with StatusSampler(custom, namespace, "chaos") as sampler:
+        volume = start_convnet_until_epoch_one(
+            control_plane, mirror, core, custom, namespace, "chaos", tmp_path, epochs=CHAOS_EPOCHS
+        )
+        (job,) = batch.list_namespaced_job(namespace).items
+        (pid,) = cluster.container_pids(namespace)
+        os.kill(pid, signal.SIGKILL)  # a node failure or OOM kill: no chance to clean up
 
-    status = assert_retry_resumed(cluster, core, custom, namespace, "resumed", volume)
+        pushgateway = f"deployment/{RELEASE}-pushgateway"
+        cluster.kubectl("scale", pushgateway, "-n", OPERATOR_NAMESPACE, "--replicas=0", check=True)
+        wait_for(
+            lambda: sampler.latest()[2] == "PushgatewayUnreachable",
+            timeout=60,
+            what="MetricsAvailable=False (PushgatewayUnreachable) while the Pushgateway is away",
+        )
+        cluster.kubectl("scale", pushgateway, "-n", OPERATOR_NAMESPACE, "--replicas=1", check=True)
+        rolled = cluster.kubectl("rollout", "status", pushgateway, "-n", OPERATOR_NAMESPACE, "--timeout=120s")
+        assert rolled.returncode == 0, rolled.stderr + describe(cluster)
+
+        # The operator dies while the retry trains: each replacement must pick the figures up again.
+        wait_for(lambda: sampler.latest()[0] >= 2, timeout=120, what="the retry to push its first epoch")
+        killed: list[str] = []
+        moved_after_restart = 0
+        for _ in range(OPERATOR_KILLS):
+            shown, phase, _ = sampler.latest()
+            killed.append(kill_operator(cluster, core))
+            wait_for(
+                lambda: (pod := ready_operator_pod(core)) is not None and pod.metadata.name not in killed,
+                timeout=120,
+                what="the replacement operator pod to be ready",
+            )
+            if phase == "Running":
+                wait_for(
+                    lambda: sampler.latest()[0] > shown or sampler.latest()[1] == "Succeeded",  # noqa: B023
+                    timeout=60,
+                    what="the replacement operator to move the Epoch column on",
+                )
+                moved_after_restart += sampler.latest()[0] > shown
+
+        status = assert_retry_resumed(cluster, core, custom, namespace, "chaos", volume, epochs=CHAOS_EPOCHS)
+        final = wait_for(
+            lambda: (
+                st
+                if (st := training_status(custom, namespace, "chaos")).get("testAccuracy") is not None
+                else None
+            ),
+            timeout=30,
+            what="the final figures after the Pushgateway's restart",
+        )
     assert status["attempts"] == 2
-    first = sorted(pods_of(core, namespace, "resumed"), key=lambda p: p.metadata.creation_timestamp)[0]
+    first = sorted(pods_of(core, namespace, "chaos"), key=lambda p: p.metadata.creation_timestamp)[0]
     assert first.status.container_statuses[0].state.terminated.exit_code == 137
+    # Exactly one Job ever: the same object from start to end, and one JobCreated event across 5 restarts.
+    (last_job,) = batch.list_namespaced_job(namespace).items
+    assert last_job.metadata.uid == job.metadata.uid
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=chaos").items
+    assert [e.reason for e in events].count("JobCreated") == 1, [e.reason for e in events]
+    epochs = [epoch for epoch, _, _ in sampler.samples]
+    assert epochs == sorted(epochs), f"the epoch stepped back: {epochs}"
+    reasons = [reason for _, _, reason in sampler.samples]
+    assert "PushgatewayUnreachable" in reasons and reasons[-1] == "MetricsFound", reasons
+    assert final["testAccuracy"] > 0
+    assert moved_after_restart >= 1, "no replacement operator moved the status on"
+    print(
+        f"\nchaos: {len(sampler.samples)} status samples, epochs seen {sorted(set(epochs))}, "
+        f"{len(killed)} operator kills, {moved_after_restart} of them followed by a new epoch in the column, "
+        f"MetricsAvailable reasons in order: {[r for i, r in enumerate(reasons) if i == 0 or reasons[i - 1] != r]}"
+    )
 
 
 def test_a_data_error_fails_at_once_without_retries(
