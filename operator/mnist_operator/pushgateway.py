@@ -164,7 +164,7 @@ async def delete_group(
     """Forget a run's metrics; True once the Pushgateway confirmed it (2xx: it answers 202 whether or
     not the group existed). Anything else (401/403 without the right credentials, a 404 from a wrong
     URL, no answer) is logged, counted, and left for the next sweep (``Operator.sweep_orphans``)."""
-    where = f"{namespace}/{name} (uid {uid}) from {url}"
+    run = f"{namespace}/{name} (uid {uid})"
     try:
         async with (
             aiohttp.ClientSession() as session,
@@ -178,11 +178,12 @@ async def delete_group(
                 None if 200 <= reply.status < 300 else describe_http_error(url, reply.status, reply.reason)
             )
     except (aiohttp.ClientError, TimeoutError) as error:
-        failure = f"{type(error).__name__}: {error}"
+        failure = f"cannot reach {url}: {type(error).__name__}: {error}"
     if failure is None:
         opmetrics.PUSHGATEWAY_DELETES.labels("ok").inc()
-        log.info("deleted the metrics of %s", where)
+        log.info("deleted the metrics of %s from %s", run, url)
         return True
     opmetrics.PUSHGATEWAY_DELETES.labels("error").inc()
-    log.warning("could not delete the metrics of %s: %s; the next sweep retries", where, failure)
+    # The failure names the URL.
+    log.warning("could not delete the metrics of %s: %s; the next sweep retries", run, failure)
     return False
