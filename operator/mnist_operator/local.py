@@ -83,10 +83,8 @@ def as_local_run(training: MnistTraining, runs_dir: Path, out: TextIO) -> MnistT
     run_dir = runs_dir / meta.namespace / meta.name
     record = run_dir / RUN_RECORD_FILE
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        try:
-            previous = str(json.loads(record.read_text(encoding="utf-8"))["uid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            previous = LOCAL_UID  # a run of an older version, which had no record
+        # No record: a run of an older version, whose uid was LOCAL_UID.
+        previous = str(_read_json(record).get("uid") or LOCAL_UID)
         if previous != uid:
             kept = _unused_path(run_dir.with_name(f"{meta.name}.{previous}"))
             run_dir.rename(kept)

@@ -9,7 +9,6 @@ and their data from a mirror pod (nothing outside the cluster is reachable).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from mnist_api import ManifestError, load_manifest_file
-from tests.support.servers import write_basic_auth_web_config
+from tests.support.servers import basic_auth_header, write_basic_auth_web_config
 
 from .conftest import Cluster
 from .controlplane import ControlPlane
@@ -280,13 +279,16 @@ class StatusSampler:
                 self.samples.append((shown, status.get("phase") or "", str(metrics.get("reason"))))
 
 
+def operator_pods(core: Any) -> list[Any]:
+    """The operator's pods, terminating ones included."""
+    selector = "app.kubernetes.io/component=operator"
+    return list(core.list_namespaced_pod(OPERATOR_NAMESPACE, label_selector=selector).items)
+
+
 def ready_operator_pod(core: Any) -> Any:
-    pods = core.list_namespaced_pod(
-        OPERATOR_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
-    ).items
     ready = [
         p
-        for p in pods
+        for p in operator_pods(core)
         if p.metadata.deletion_timestamp is None
         and p.status.phase == "Running"
         and all(c.ready for c in p.status.container_statuses or [])
@@ -574,14 +576,6 @@ def test_a_deleted_trainer_pod_exits_143_and_its_retry_resumes(
     assert_retry_resumed(cluster, core, custom, namespace, "drained", volume)
 
 
-def operator_pods(cluster: Cluster) -> list[str]:
-    selector = "app.kubernetes.io/component=operator"
-    listed = cluster.kubectl(
-        "get", "pods", "-n", OPERATOR_NAMESPACE, "-l", selector, "-o", "name", check=True
-    )
-    return listed.stdout.split()
-
-
 PUSHGATEWAY_USER, PUSHGATEWAY_PASSWORD = "metrics", "in-cluster test password"
 
 
@@ -590,10 +584,10 @@ def read_groups_with_credentials(cluster: Cluster, mirror: ClusterMirror, url: s
     ``ClusterPushgateway.groups`` uses) drops a caller's Authorization header, so this runs in the mirror
     pod, which has Python."""
     mirror_namespace = mirror.url.split("//", 1)[1].split(".")[1]
-    token = base64.b64encode(f"{PUSHGATEWAY_USER}:{PUSHGATEWAY_PASSWORD}".encode()).decode()
+    header = basic_auth_header(PUSHGATEWAY_USER, PUSHGATEWAY_PASSWORD)
     code = (
         "import urllib.request as u; "
-        f"r = u.Request({url + '/api/v1/metrics'!r}, headers={{'Authorization': 'Basic {token}'}}); "
+        f"r = u.Request({url + '/api/v1/metrics'!r}, headers={{'Authorization': {header!r}}}); "
         "print(u.urlopen(r, timeout=10).read().decode())"
     )
     return cluster.kubectl(
@@ -661,7 +655,7 @@ def test_basic_auth_pushgateway_and_a_training_deleted_while_the_operator_was_do
 
         deployment = f"deployment/{RELEASE}"
         cluster.kubectl("scale", deployment, "-n", OPERATOR_NAMESPACE, "--replicas=0", check=True)
-        wait_for(lambda: not operator_pods(cluster), timeout=90, what="the operator to stop")
+        wait_for(lambda: not operator_pods(core), timeout=90, what="the operator to stop")
         control_plane.kubectl(
             "delete", "mnisttraining", "secured", "-n", namespace, "--wait=true", check=True
         )
