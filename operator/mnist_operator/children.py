@@ -36,7 +36,7 @@ SUMMARIES: dict[ChildKind, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 }
 PATHS: dict[ChildKind, str] = {"job": "/apis/batch/v1", "pod": "/api/v1"}
 PAGE_SIZE = 250  # a list page is decoded whole: 250 pods are a few MiB of Python objects, not 100s
-RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0)  # then every 10 s: back within seconds of an API-server restart
 
 
 class ResourceVersionTooOldError(Exception):

@@ -1,16 +1,18 @@
 """The ``mnist-operator`` command line."""
 
 import argparse
+import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from mnist_api import ManifestError, MnistTraining, load_manifest_file, validate_resource
 from mnist_api.loader import load_value
 
-from .config import ConfigError
+from .config import Config, ConfigError
 from .local import LocalRunError, as_local_run, local_environment, local_pushgateway, train_locally
 
 
@@ -57,21 +59,77 @@ def local_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run the operator: kopf with our handlers, standalone (one replica, no peering CRD needed)."""
+    """Run the operator: kopf with our handlers, once this process leads (see leader.py)."""
+    return asyncio.run(serve(Config.from_env(os.environ), args.liveness, verbose=args.verbose))
+
+
+async def serve(config: Config, liveness: str | None, *, verbose: bool = False) -> int:
+    """Stand by until this process holds the Lease (serving the liveness probe meanwhile), then run kopf
+    until it stops or another replica takes the Lease. Standalone kopf: the Lease, not kopf's peering,
+    keeps it to one operator at a time. Without a Lease namespace (a developer's run outside a cluster)
+    there is no election."""
+    import socket
+
     import kopf
 
     from . import handlers  # noqa: F401 - registers the handlers with kopf
-    from .config import Config
+    from .kube import make_api_client
+    from .leader import LeaderElection, new_identity
 
-    config = Config.from_env(os.environ)
-    kopf.configure(verbose=args.verbose)
-    kopf.run(
-        standalone=True,
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        liveness_endpoint=args.liveness,
-    )
-    return 0
+    kopf.configure(verbose=verbose)
+    election = None
+    if config.leader_election_namespace:
+        election = LeaderElection(
+            make_api_client(),
+            config.leader_election_namespace,
+            config.leader_election_lease,
+            new_identity(socket.gethostname()),
+            duration_seconds=config.lease_duration_seconds,
+        )
+        async with standby_probe(liveness):
+            await election.acquire()
+    stop = asyncio.Event()
+    keeping = asyncio.create_task(election.keep()) if election else None
+    if keeping is not None:
+        keeping.add_done_callback(lambda _: stop.set())
+    try:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            liveness_endpoint=liveness,
+            stop_flag=stop,
+        )
+    finally:
+        if election is not None and keeping is not None and not keeping.done():
+            keeping.cancel()
+            await election.release()
+    return 1 if keeping is not None and keeping.done() and not keeping.cancelled() else 0
+
+
+@contextlib.asynccontextmanager
+async def standby_probe(liveness: str | None) -> AsyncIterator[None]:
+    """Answer the liveness probe while standing by (kopf serves it only once it runs): a standby is alive."""
+    if not liveness:
+        yield
+        return
+    import urllib.parse
+
+    from aiohttp import web
+
+    async def alive(_: web.Request) -> web.Response:
+        return web.json_response({"standby": True})
+
+    parts = urllib.parse.urlsplit(liveness)
+    app = web.Application()
+    app.add_routes([web.get(parts.path or "/", alive)])
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, parts.hostname or "127.0.0.1", parts.port or 80).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 def build_parser() -> argparse.ArgumentParser:

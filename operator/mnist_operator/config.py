@@ -16,6 +16,9 @@
 | ``MNIST_OPERATOR_METRICS_PORT`` | ``9090`` | port of the operator's own /metrics (0 disables) |
 | ``MNIST_OPERATOR_WATCH_TIMEOUT_SECONDS`` | ``300`` | server-side watch timeout; the client waits 30 s more |
 | ``MNIST_OPERATOR_RUN_AS_USER`` | ``1000`` | uid (and gid, fsGroup) of trainer pods |
+| ``MNIST_OPERATOR_LEADER_ELECTION_NAMESPACE`` | (none: no election) | namespace of the Lease replicas share |
+| ``MNIST_OPERATOR_LEADER_ELECTION_LEASE`` | ``mnist-operator`` | the Lease's name |
+| ``MNIST_OPERATOR_LEASE_DURATION_SECONDS`` | ``15`` | a leader silent this long is replaced |
 """
 
 import json
@@ -52,6 +55,9 @@ class Config:
     metrics_port: int = 9090
     watch_timeout_seconds: int = 300
     run_as_user: int = 1000
+    leader_election_namespace: str | None = None
+    leader_election_lease: str = "mnist-operator"
+    lease_duration_seconds: float = 15.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -118,4 +124,7 @@ class Config:
             metrics_port=int(number("METRICS_PORT", cls.metrics_port, minimum=0)),
             watch_timeout_seconds=int(number("WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds, minimum=10)),
             run_as_user=int(number("RUN_AS_USER", cls.run_as_user, minimum=1)),
+            leader_election_namespace=text("LEADER_ELECTION_NAMESPACE"),
+            leader_election_lease=text("LEADER_ELECTION_LEASE") or cls.leader_election_lease,
+            lease_duration_seconds=number("LEASE_DURATION_SECONDS", cls.lease_duration_seconds, minimum=3),
         )

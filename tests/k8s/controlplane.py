@@ -75,6 +75,7 @@ class ControlPlane:
         self.ports = Ports.allocate()
         self.server = f"https://127.0.0.1:{self.ports.apiserver}"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, list[str]] = {}
         self._pki: Pki | None = None
         self.admin_kubeconfig = workdir / "kubeconfigs" / "admin.kubeconfig"
         self.startup_seconds: dict[str, float] = {}
@@ -142,6 +143,25 @@ class ControlPlane:
         # Reverse order: clients first, so nothing logs a storm of errors about a vanished apiserver.
         for name in reversed(list(self._procs)):
             processes.stop(self._procs.pop(name), grace=5.0)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (SIGTERM, as an upgrade or a crash-looping static pod would); etcd,
+        the controllers, the nodes and every pod keep running. :meth:`start_apiserver` brings it back."""
+        processes.stop(self._procs.pop("kube-apiserver"), grace=5.0)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again with the flags it had; returns once it is ready."""
+        self._procs["kube-apiserver"] = processes.spawn(
+            self._argv["kube-apiserver"],
+            log_path=self.logs / "kube-apiserver.log",
+            env=self._env(),
+            append=True,
+        )
+        assert self._pki is not None
+        admin = self._pki.client("admin", ("system:masters",))
+        self._wait_healthy(
+            "kube-apiserver", self.ports.apiserver, "/readyz", time.monotonic() + timeout, admin
+        )
 
     def assert_running(self) -> None:
         dead = {n: p.returncode for n, p in self._procs.items() if p.poll() is not None}
@@ -363,10 +383,15 @@ class ControlPlane:
     # --- helpers --------------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self._argv[name] = argv
+        self._procs[name] = processes.spawn(argv, log_path=self.logs / f"{name}.log", env=self._env())
+
+    @staticmethod
+    def _env() -> dict[str, str]:
         env = dict(os.environ)
         # Loopback is never proxied by Go, but be explicit in case a CI sets odd proxy variables.
         env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-        self._procs[name] = processes.spawn(argv, log_path=self.logs / f"{name}.log", env=env)
+        return env
 
     def _wait_healthy(
         self, name: str, port: int, path: str, deadline: float, client_cert: KeyPair | None = None

@@ -183,6 +183,8 @@ def test_default_scenario_bundles_a_pushgateway_and_watches_the_whole_cluster(he
         "Deployment",
         "Deployment",
         "Pod",
+        "Role",
+        "RoleBinding",
         "Service",
         "Service",
         "ServiceAccount",
@@ -218,7 +220,11 @@ def test_pushgateway_auth_wires_one_secret_to_the_operator_the_pushgateway_and_i
         "--set", "pushgateway.auth.existingSecret=gw-auth", "--set", "serviceMonitor.pushgateway.enabled=true"
     )  # fmt: skip
     container = operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
-    from_secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    from_secret = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
     assert from_secret == {
         "MNIST_OPERATOR_PUSHGATEWAY_USERNAME": {"name": "gw-auth", "key": "username"},
         "MNIST_OPERATOR_PUSHGATEWAY_PASSWORD": {"name": "gw-auth", "key": "password"},
@@ -247,8 +253,8 @@ def test_namespaced_scenario_grants_roles_only_in_the_watched_namespaces(helm: H
     scenario = CHART / "ci" / "namespaced-rbac-values.yaml"
     watched = yaml.safe_load(scenario.read_text())["watchNamespaces"]
     docs = helm.template(*values_args(scenario))
-    assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == sorted(watched)
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(d["metadata"]["namespace"] for d in training_roles(docs, "Role")) == sorted(watched)
+    bindings = training_roles(docs, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(watched)
     for binding in bindings:
         assert binding["subjects"] == [
@@ -261,7 +267,7 @@ def test_namespaced_scenario_grants_roles_only_in_the_watched_namespaces(helm: H
 
 def test_namespaced_scope_without_a_list_watches_the_release_namespace(helm: Helm) -> None:
     docs = helm.template("--set", "rbac.scope=namespace", namespace="team-x")
-    assert [d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"] == ["team-x"]
+    assert [d["metadata"]["namespace"] for d in training_roles(docs, "Role")] == ["team-x"]
     assert operator_env(docs)["MNIST_OPERATOR_NAMESPACES"] == "team-x"
 
 
@@ -384,9 +390,44 @@ def test_cluster_scope_rules_are_exactly_the_manifests(helm: Helm) -> None:
     assert one(helm.template(), "ClusterRole")["rules"] == manifest_rules()
 
 
+def training_roles(docs: list[Doc], kind: str) -> list[Doc]:
+    """The Roles (or RoleBindings) for trainings, without the leader-election one."""
+    return [d for d in docs if d["kind"] == kind and not d["metadata"]["name"].endswith("-leader-election")]
+
+
+@pytest.mark.parametrize("scope", ["cluster", "namespace"])
+def test_the_leader_election_role_is_the_manifests_in_the_release_namespace_only(
+    helm: Helm, scope: str
+) -> None:
+    docs = helm.template("--set", f"rbac.scope={scope}")
+    (planned,) = [d for d in manifest_docs("rbac.yaml") if d["kind"] == "Role"]
+    role = one(docs, "Role", "mnist-operator-leader-election")
+    assert role["rules"] == planned["rules"] and role["metadata"]["namespace"] == RENDER_NAMESPACE
+    binding = one(docs, "RoleBinding", "mnist-operator-leader-election")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "mnist-operator", "namespace": RENDER_NAMESPACE}
+    ]
+
+
+def test_replicas_elect_a_leader_on_a_lease_named_after_the_release(helm: Helm) -> None:
+    one_replica = operator_deployment(helm.template())
+    assert (one_replica["spec"]["replicas"], one_replica["spec"]["strategy"]["type"]) == (1, "Recreate")
+    docs = helm.template("--set", "replicaCount=2", "--set", "leaderElection.leaseDurationSeconds=20")
+    deployment = operator_deployment(docs)
+    # Standbys keep the operator acting through an upgrade: the old leader hands over as it stops.
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]["type"]) == (2, "RollingUpdate")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MNIST_OPERATOR_LEADER_ELECTION_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert env["MNIST_OPERATOR_LEADER_ELECTION_LEASE"]["value"] == "mnist-operator"
+    assert env["MNIST_OPERATOR_LEASE_DURATION_SECONDS"]["value"] == "20"
+
+
 def test_namespace_scope_splits_exactly_the_manifests_rules(helm: Helm) -> None:
     docs = helm.template("--set", "rbac.scope=namespace")
-    combined = one(docs, "Role")["rules"] + one(docs, "ClusterRole")["rules"]
+    combined = one(docs, "Role", "mnist-operator")["rules"] + one(docs, "ClusterRole")["rules"]
     assert combined == manifest_rules()
 
 
@@ -405,8 +446,8 @@ def test_default_deployments_are_the_manifests(helm: Helm) -> None:
     # The chart spells out a probe setting the manifests leave to the API server's default.
     assert {**PROBE_DEFAULTS, **ours["livenessProbe"]} == {**PROBE_DEFAULTS, **theirs["livenessProbe"]}
     # The manifests' env, except the Pushgateway's address, which names its namespaced Service.
-    ours_env = {e["name"]: e["value"] for e in ours["env"]}
-    theirs_env = {e["name"]: e["value"] for e in theirs["env"]}
+    ours_env = {e["name"]: e.get("value") or e["valueFrom"] for e in ours["env"]}
+    theirs_env = {e["name"]: e.get("value") or e["valueFrom"] for e in theirs["env"]}
     url = theirs_env.pop("MNIST_OPERATOR_PUSHGATEWAY_URL")
     assert theirs_env.items() <= ours_env.items()
     assert ours_env["MNIST_OPERATOR_PUSHGATEWAY_URL"].rsplit(":", 1)[1] == url.rsplit(":", 1)[1]

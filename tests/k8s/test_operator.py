@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,6 +391,153 @@ def test_a_killed_trainer_a_killed_operator_and_a_restarted_pushgateway_during_o
         f"{len(killed)} operator kills, {moved_after_restart} of them followed by a new epoch in the column, "
         f"MetricsAvailable reasons in order: {[r for i, r in enumerate(reasons) if i == 0 or reasons[i - 1] != r]}"
     )
+
+
+TRAINER_KILLS = 3
+HA_EPOCHS = 6
+API_SERVER_DOWN_SECONDS = 20
+TAKEOVER_LIMIT_SECONDS = 30
+
+
+def lease_holder(coordination: Any) -> str | None:
+    """The pod whose operator holds the leader-election Lease (its identity is ``<pod>_<suffix>``)."""
+    try:
+        holder = coordination.read_namespaced_lease(RELEASE, OPERATOR_NAMESPACE).spec.holder_identity
+    except Exception:  # the API server may be away: this test stops it
+        return None
+    return str(holder).rpartition("_")[0] if holder else None
+
+
+def finished_epochs(volume: Path, namespace: str, name: str) -> int:
+    """Epochs the trainer has recorded as finished (its history.json on the claim, read on this machine,
+    so it needs no API server)."""
+    for history in (volume / namespace / name / "backup").glob("*/history.json"):
+        with contextlib.suppress(ValueError):  # replaced atomically, but be safe
+            return len(json.loads(history.read_text())["epochs"])
+    return 0
+
+
+def kill_trainer_after(cluster: Cluster, volume: Path, namespace: str, name: str, epoch: int) -> None:
+    """SIGKILL the running trainer as soon as it has recorded ``epoch`` finished epochs."""
+    wait_for(
+        lambda: finished_epochs(volume, namespace, name) >= epoch and cluster.container_pids(namespace),
+        timeout=240,
+        what=f"the trainer to finish epoch {epoch}",
+    )
+    for pid in cluster.container_pids(namespace):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_two_operator_replicas_an_api_server_restart_and_a_trainer_killed_after_three_epochs(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    operator: Release,
+    mirror: ClusterMirror,
+    k8s_api: Any,
+    core: Any,
+    batch: Any,
+    custom: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Chaos during one 6-epoch training (issue 12), run in the Job's back-off waits between attempts:
+    two operator replicas elect one leader; the trainer is SIGKILLed after each of its first three epochs;
+    after the second kill the API server stops for 20 s; after the third the leading operator is
+    SIGKILLed and the standby takes over. The training ends Succeeded through one Job, each kill costs at
+    most the epoch it interrupted, and the operator rode out the API server's absence without a restart."""
+    import kubernetes.client as k8s
+
+    coordination = k8s.CoordinationV1Api(k8s_api)
+    scaled = operator.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--reuse-values",
+        "--set",
+        "replicaCount=2",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    assert scaled.returncode == 0, scaled.stderr + describe(cluster)
+    try:
+        pods = {p.metadata.name for p in operator_pods(core) if p.metadata.deletion_timestamp is None}
+        leader = wait_for(lambda: lease_holder(coordination) in pods and lease_holder(coordination), timeout=60,
+                          what="a leader among the two replicas")  # fmt: skip
+        (standby,) = pods - {leader}
+        standby_log = cluster.logs(OPERATOR_NAMESPACE, standby)
+        assert "standing by" in standby_log and "Handler" not in standby_log, standby_log[-2000:]
+
+        with StatusSampler(custom, namespace, "ha") as sampler:
+            volume = make_claim(core, namespace, "models", tmp_path / "models")
+            spec = small(mirror, model="convnet", epochs=HA_EPOCHS, output={"claimName": "models"})
+            apply(control_plane, sample_training(namespace, "ha", **spec), tmp_path)
+            kill_trainer_after(cluster, volume, namespace, "ha", 1)
+            (job,) = batch.list_namespaced_job(namespace).items
+
+            kill_trainer_after(cluster, volume, namespace, "ha", 2)
+            shown_before = sampler.latest()[0]
+            control_plane.stop_apiserver()
+            time_down = time.monotonic()
+            try:
+                time.sleep(API_SERVER_DOWN_SECONDS)
+            finally:
+                control_plane.start_apiserver()
+            down = time.monotonic() - time_down
+            wait_for(lambda: sampler.latest()[0] > shown_before, timeout=120,
+                     what="the status to move on after the API server came back")  # fmt: skip
+            restarts = {
+                p.metadata.name: p.status.container_statuses[0].restart_count for p in operator_pods(core)
+            }
+            assert restarts == {leader: 0, standby: 0}, restarts
+            assert lease_holder(coordination) == leader
+
+            kill_trainer_after(cluster, volume, namespace, "ha", 3)
+            pod = next(p for p in operator_pods(core) if p.metadata.name == leader)
+            ids = [s.container_id.partition("://")[2] for s in pod.status.container_statuses]
+            for pid in cluster.nodes.container_pids(ids):
+                os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            wait_for(
+                lambda: lease_holder(coordination) == standby, timeout=60, what="the standby to take over"
+            )
+            takeover = time.monotonic() - killed_at
+            status = wait_for_phase(custom, namespace, "ha", "Succeeded", timeout=300)
+
+        assert takeover <= TAKEOVER_LIMIT_SECONDS, takeover
+        assert status["epoch"] == HA_EPOCHS and status["attempts"] == TRAINER_KILLS + 1, status
+        (last_job,) = batch.list_namespaced_job(namespace).items
+        assert last_job.metadata.uid == job.metadata.uid
+        events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=ha").items
+        assert [e.reason for e in events].count("JobCreated") == 1, [e.reason for e in events]
+        # One operator acted at a time: the leader until it died, then the standby.
+        ours = sorted(
+            (e for e in events if e.reporting_component == "mnist-operator"),
+            key=lambda e: e.metadata.creation_timestamp,
+        )
+        reporters = [e.reporting_instance for e in ours]
+        assert set(reporters) <= {leader, standby}, reporters
+        assert reporters[0] == leader and reporters[-1] == standby, reporters
+        assert reporters == sorted(reporters, key=[leader, standby].index), reporters
+        epochs = [epoch for epoch, _, _ in sampler.samples]
+        assert epochs == sorted(epochs), f"the epoch stepped back: {epochs}"
+        # Each retry resumed where the killed attempt's last finished epoch left it.
+        attempts = sorted(pods_of(core, namespace, "ha"), key=lambda p: p.metadata.creation_timestamp)
+        trained = [re.findall(rf"epoch (\d+)/{HA_EPOCHS}  loss", cluster.logs(namespace, p.metadata.name))
+                   for p in attempts]  # fmt: skip
+        redone = sum(len(epochs_run) for epochs_run in trained) - HA_EPOCHS
+        assert 0 <= redone <= TRAINER_KILLS, trained
+        report = json.loads((volume / namespace / "ha" / "metrics.json").read_text())
+        assert [entry["epoch"] for entry in report["history"]] == list(range(1, HA_EPOCHS + 1))
+        print(
+            f"\nha: API server down {down:.1f} s, operator restarts during it {sum(restarts.values())}; "
+            f"standby took over {takeover:.1f} s after the leader's SIGKILL; epochs trained per attempt "
+            f"{[len(t) for t in trained]} ({redone} redone over {TRAINER_KILLS} trainer kills); "
+            f"Epoch column seen {sorted(set(epochs))}"
+        )
+    finally:
+        operator.helm("upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "replicaCount=1",
+                      "--wait", "--timeout", "180s")  # fmt: skip
 
 
 def test_a_data_error_fails_at_once_without_retries(

@@ -153,3 +153,11 @@ ClusterRole or per watched namespace by a Role. Kept identical to manifests/rbac
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
 {{- end }}
+
+{{/* The leader-election Lease, in the release namespace only (manifests/rbac.yaml has the same). */}}
+{{- define "mnist-operator.leaderElectionRules" -}}
+# Replicas elect one leader on a Lease: read it, create it once, renew or take it over.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
+{{- end }}

@@ -7,6 +7,7 @@ def test_defaults_without_any_variable() -> None:
     config = Config.from_env({})
     assert config.namespaces == () and config.pushgateway_url is None and config.poll_interval_seconds == 5.0
     assert config.status_coalesce_seconds == 0.5
+    assert config.leader_election_namespace is None  # no election outside a cluster
 
 
 def test_every_variable_is_read() -> None:
@@ -26,6 +27,9 @@ def test_every_variable_is_read() -> None:
             "MNIST_OPERATOR_PUSHGATEWAY_USERNAME": "metrics",
             "MNIST_OPERATOR_PUSHGATEWAY_PASSWORD": " spaces are part of it ",
             "MNIST_OPERATOR_SWEEP_INTERVAL_SECONDS": "30",
+            "MNIST_OPERATOR_LEADER_ELECTION_NAMESPACE": "ops",
+            "MNIST_OPERATOR_LEADER_ELECTION_LEASE": "trainer-operator",
+            "MNIST_OPERATOR_LEASE_DURATION_SECONDS": "20",
         }
     )
     assert config.namespaces == ("ml", "research")
@@ -36,6 +40,8 @@ def test_every_variable_is_read() -> None:
     assert config.pushgateway_auth == BasicAuth("metrics", " spaces are part of it ")
     assert config.sweep_interval_seconds == 30
     assert (config.trainer_image, config.image_pull_policy, config.run_as_user) == ("r/t:1", "Always", 2000)
+    assert (config.leader_election_namespace, config.leader_election_lease) == ("ops", "trainer-operator")
+    assert config.lease_duration_seconds == 20
 
 
 @pytest.mark.parametrize(
@@ -47,6 +53,7 @@ def test_every_variable_is_read() -> None:
         ("TRAINER_COMMAND", "python -m mnist_trainer", "must be a JSON list of strings"),
         ("IMAGE_PULL_POLICY", "Sometimes", "must be Always, IfNotPresent or Never"),
         ("PUSHGATEWAY_URL", "pgw:9091", "must start with http:// or https://"),
+        ("LEASE_DURATION_SECONDS", "1", "must be at least 3"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
