@@ -27,6 +27,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	shellcheck -x hack/*.sh .ci/run
 
 format: setup

@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.watch.watch import iter_resp_lines
 
-from . import rawapi
+from .kube import ApiError, request
 from .state import ChildKind, job_summary, pod_summary
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class ChildWatch:
         path = f"{PATHS[self.kind]}{namespace}/{self.kind}s"
         timeout = (30.0, self.server_timeout_seconds + 30.0)  # the server ends a watch first
         try:
-            return rawapi.request(
+            return request(
                 self.client,
                 "GET",
                 path,
@@ -197,9 +197,9 @@ class ChildWatch:
                 stream=stream,
                 timeout=timeout,
             )
-        except rawapi.ApiError as error:
+        except ApiError as error:
             if error.status == 410:
-                raise ResourceVersionTooOldError(error.reason) from None
+                raise ResourceVersionTooOldError(error.message) from None
             raise
 
 
@@ -222,7 +222,7 @@ def _interrupt(response: Any) -> None:
 
 
 def _describe(error: Exception) -> str:
-    if isinstance(error, rawapi.ApiError):
+    if isinstance(error, ApiError):
         return f"HTTP {error.status} {error.reason}"
     return f"{type(error).__name__}: {error}"
 

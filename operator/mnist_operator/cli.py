@@ -73,14 +73,14 @@ async def serve(config: Config, liveness: str | None, *, verbose: bool = False) 
     import kopf
 
     from . import handlers  # noqa: F401 - registers the handlers with kopf
-    from .kube import make_api_client
+    from .kube import Kube, make_api_client
     from .leader import LeaderElection, new_identity
 
     kopf.configure(verbose=verbose)
     election = None
     if config.leader_election_namespace:
         election = LeaderElection(
-            make_api_client(),
+            Kube(make_api_client()),
             config.leader_election_namespace,
             config.leader_election_lease,
             new_identity(socket.gethostname()),

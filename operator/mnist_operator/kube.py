@@ -1,21 +1,44 @@
-"""The few Kubernetes API calls the operator makes, through the official client in worker threads.
+"""The operator's one way to the API server besides kopf's own: plain JSON requests through the kubernetes
+client's connection pool and credentials (kubeconfig, in-cluster token, exec plugins and their refresh,
+TLS, proxies), with one error type, :class:`ApiError`, that carries the server's status and message.
 
-The client is built from an explicit configuration (in-cluster, or the file named by KUBECONFIG at call
-time, not at import time) and never from global state.
+Why not the generated ``BatchV1Api``/``CustomObjectsApi``/``CoreV1Api``: the operator reads every answer
+as JSON anyway, and in kubernetes 37 ``CoreV1Api`` alone imports some 270 pydantic model modules on first
+use (14 MiB of operator memory, docs/benchmarks.md); decoding into models and back also costs more than
+the request. The client is built from an explicit configuration (in-cluster, or the file KUBECONFIG names
+at call time, not at import time) and never from global state.
 """
 
 import asyncio
 import json
 import os
+import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 import kubernetes
-from kubernetes.client import ApiClient, BatchV1Api, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
+import urllib3
+from kubernetes.client import ApiClient
 
 from mnist_api.resource import GROUP, PLURAL, VERSION
 
-from . import rawapi
+Timeout = float | tuple[float, float] | None
+# Connect, then read: a call that hangs must not hold a status write (or the election) forever.
+CALL_TIMEOUT: Timeout = (10.0, 60.0)
+MERGE_PATCH = "application/merge-patch+json"
+TRAININGS = f"/apis/{GROUP}/{VERSION}"
+LIST_PAGE = 500
+
+
+class ApiError(Exception):
+    """The API server answered with an error status; ``message`` is its Status message when it sent one."""
+
+    def __init__(self, status: int, reason: str, body: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.body = body
+        self.message = _status_message(body)
+        super().__init__(f"HTTP {status} {reason}: {self.message}")
 
 
 def make_api_client() -> ApiClient:
@@ -29,86 +52,142 @@ def make_api_client() -> ApiClient:
     return ApiClient(configuration)
 
 
-class Kube:
-    def __init__(self, client: ApiClient) -> None:
-        self.client = client
-        self.batch = BatchV1Api(client)
-        self.custom = CustomObjectsApi(client)
-        self.requests = 0
-
-    async def create_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create the Job, or return the one that exists (created by an earlier run of the operator)."""
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+def request(
+    client: ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: Mapping[str, Any] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+    stream: bool = False,
+    timeout: Timeout = CALL_TIMEOUT,
+) -> Any:
+    """One blocking request: the decoded JSON answer, or with ``stream=True`` the open response (the
+    caller releases it). Raises :class:`ApiError` on an error status."""
+    url = client.configuration.host.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode({key: _text(value) for key, value in query.items()})
+    headers = {**client.default_headers, "Accept": "application/json"}
+    for auth in client.configuration.auth_settings().values():
+        if auth.get("in") == "header" and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+    payload = None
+    if body is not None:
+        headers["Content-Type"] = content_type
+        payload = json.dumps(body).encode()
+    response = client.rest_client.pool_manager.request(
+        method, url, body=payload, headers=headers, preload_content=False, timeout=_timeout(timeout)
+    )
+    if response.status >= 400:
         try:
-            created = await self._call(self.batch.create_namespaced_job, namespace, body)
-            return created, True
-        except ApiException as error:
-            if error.status != 409:
-                raise
-        existing = await self._call(self.batch.read_namespaced_job, name, namespace)
-        return existing, False
-
-    async def patch_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
-        await self._call(self.batch.patch_namespaced_job, name, namespace, {"spec": {"suspend": suspend}})
-
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._call(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"status": status},
-        )
-
-    async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
-        # Raw: CoreV1Api alone would cost the operator 14 MiB (rawapi.py).
-        self.requests += 1
-        path = f"/api/v1/namespaces/{namespace}/events"
-        await asyncio.to_thread(rawapi.request, self.client, "POST", path, body=body, timeout=30.0)
-
-    async def delete_training(self, namespace: str, name: str, uid: str) -> None:
-        options = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
-        try:
-            await self._call(
-                self.custom.delete_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                body=options,
-            )
-        except ApiException as error:
-            if error.status not in (404, 409):
-                raise
-
-    async def training_uids(self, namespaces: tuple[str, ...]) -> set[str]:
-        """The uid of every training in ``namespaces`` (all when empty), from one LIST each."""
-        if namespaces:
-            lists = [
-                await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
-                for ns in namespaces
-            ]
-        else:
-            lists = [await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)]
-        return {item["metadata"]["uid"] for listed in lists for item in listed.get("items") or []}
-
-    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        """The call in a worker thread, its answer as plain JSON. The client would otherwise build its
-        models from the answer (in the thread) and we would turn them back into dicts (on the event
-        loop): about 0.7 ms per Job, where decoding the raw answer takes 0.01 ms."""
-        self.requests += 1
-        return await asyncio.to_thread(_json_call, method, *args, **kwargs)
-
-
-def _json_call(method: Any, *args: Any, **kwargs: Any) -> Any:
-    """Make the call, read the whole answer and hand the connection back to the pool (in the thread:
-    reading the body blocks). Errors still raise ApiException: the client checks the status first."""
-    response = method(*args, _preload_content=False, **kwargs)
+            text = response.data.decode("utf-8", errors="replace")
+        finally:
+            response.release_conn()
+        raise ApiError(response.status, response.reason or "", text)
+    if stream:
+        return response
     try:
         data = response.data
     finally:
         response.release_conn()
     return json.loads(data) if data else None
+
+
+class Kube:
+    """The calls the operator makes, each one request in a worker thread (the event loop never blocks)."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    async def call(self, method: str, path: str, **options: Any) -> Any:
+        return await asyncio.to_thread(request, self.client, method, path, **options)
+
+    # -- Jobs ---------------------------------------------------------------------------------------
+    async def create_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the Job, or return the one that exists (created by an earlier run of the operator)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        try:
+            return await self.call("POST", jobs, body=body), True
+        except ApiError as error:
+            if error.status != 409:
+                raise
+        return await self.call("GET", f"{jobs}/{name}"), False
+
+    async def patch_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+        await self.call("PATCH", path, body={"spec": {"suspend": suspend}}, content_type=MERGE_PATCH)
+
+    # -- trainings ----------------------------------------------------------------------------------
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        path = f"{TRAININGS}/namespaces/{namespace}/{PLURAL}/{name}/status"
+        await self.call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+
+    async def delete_training(self, namespace: str, name: str, uid: str) -> None:
+        """Delete this very training (a newer one of the same name is left alone); gone already is fine."""
+        options = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        try:
+            await self.call("DELETE", f"{TRAININGS}/namespaces/{namespace}/{PLURAL}/{name}", body=options)
+        except ApiError as error:
+            if error.status not in (404, 409):
+                raise
+
+    async def training_uids(self, namespaces: tuple[str, ...]) -> set[str]:
+        """The uid of every training in ``namespaces`` (all when empty), listed in pages."""
+        paths = [f"{TRAININGS}/namespaces/{ns}/{PLURAL}" for ns in namespaces] or [f"{TRAININGS}/{PLURAL}"]
+        uids: set[str] = set()
+        for path in paths:
+            token: str | None = None
+            while True:
+                query = {"limit": LIST_PAGE, **({"continue": token} if token else {})}
+                page = await self.call("GET", path, query=query)
+                uids |= {item["metadata"]["uid"] for item in page.get("items") or []}
+                if not (token := (page.get("metadata") or {}).get("continue")):
+                    break
+        return uids
+
+    # -- Events and Leases --------------------------------------------------------------------------
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        await self.call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            lease: dict[str, Any] = await self.call("GET", f"{_leases(namespace)}/{name}")
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return lease
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> None:
+        await self.call("POST", _leases(namespace), body=body)
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """PUT with the resourceVersion read: the server refuses it (409) if anyone wrote in between."""
+        await self.call("PUT", f"{_leases(namespace)}/{name}", body=body)
+
+
+def _leases(namespace: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
+def _status_message(body: str) -> str:
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body[:500]
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message) if message else body[:500]
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _timeout(timeout: Timeout) -> urllib3.Timeout | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, tuple):
+        return urllib3.Timeout(connect=timeout[0], read=timeout[1])
+    return urllib3.Timeout(total=timeout)

@@ -30,12 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client import ApiClient
-
-from . import rawapi
+from .kube import ApiError, Kube
 
 log = logging.getLogger(__name__)
-LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
 
 def new_identity(hostname: str) -> str:
@@ -98,14 +95,14 @@ class LeaderElection:
 
     def __init__(
         self,
-        client: ApiClient,
+        kube: Kube,
         namespace: str,
         name: str,
         identity: str,
         *,
         duration_seconds: float = 15.0,
     ) -> None:
-        self.client = client
+        self.kube = kube
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -142,11 +139,11 @@ class LeaderElection:
     async def release(self) -> None:
         """Hand the Lease back (best effort), as a stopping leader does, so a standby need not wait."""
         try:
-            lease = await self._read()
+            lease = await self.kube.read_lease(self.namespace, self.name)
             if holder_of(lease) != self.identity or lease is None:
                 return
             spec = {**lease["spec"], "holderIdentity": None, "leaseDurationSeconds": 1}
-            await self._write("PUT", {**lease, "spec": spec})
+            await self.kube.replace_lease(self.namespace, self.name, {**lease, "spec": spec})
             log.info("leader election: %s released the Lease %s", self.identity, self.lease)
         except Exception as error:  # stopping anyway; the Lease then expires on its own
             log.warning("leader election: could not release the Lease %s (%s)", self.lease, error)
@@ -156,7 +153,7 @@ class LeaderElection:
         unreachable API server leaves the role as it was: a standby waits, a leader keeps acting. A write
         that lost a race (409) reads again at once."""
         try:
-            lease = await self._read()
+            lease = await self.kube.read_lease(self.namespace, self.name)
         except Exception as error:
             log.warning("leader election: cannot read the Lease %s (%s); retrying", self.lease, error)
             # A standby must not count this silence against the leader, which may be cut off as well.
@@ -175,8 +172,11 @@ class LeaderElection:
             body.update(apiVersion="coordination.k8s.io/v1", kind="Lease")
             body["metadata"] = {"name": self.name, "namespace": self.namespace}
         try:
-            await self._write("POST" if lease is None else "PUT", body)
-        except rawapi.ApiError as error:
+            if lease is None:
+                await self.kube.create_lease(self.namespace, body)
+            else:
+                await self.kube.replace_lease(self.namespace, self.name, body)
+        except ApiError as error:
             if error.status == 409 and conflicts < 3:  # written by someone else since our read
                 return await self._attempt(role, conflicts + 1)
             log.warning("leader election: cannot write the Lease %s (%s)", self.lease, error)
@@ -186,22 +186,3 @@ class LeaderElection:
             return role == "leader"
         self._seen = Sighting(self.identity, spec["renewTime"], now)
         return True
-
-    async def _read(self) -> dict[str, Any] | None:
-        try:
-            lease: dict[str, Any] = await asyncio.to_thread(
-                rawapi.request, self.client, "GET", self._path(self.name), timeout=(5.0, 10.0)
-            )
-        except rawapi.ApiError as error:
-            if error.status == 404:
-                return None
-            raise
-        return lease
-
-    async def _write(self, method: str, body: dict[str, Any]) -> None:
-        path = self._path(None if method == "POST" else self.name)
-        await asyncio.to_thread(rawapi.request, self.client, method, path, body=body, timeout=(5.0, 10.0))
-
-    def _path(self, name: str | None) -> str:
-        base = LEASES.format(namespace=self.namespace)
-        return f"{base}/{name}" if name else base

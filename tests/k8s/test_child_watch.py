@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 import time
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from typing import Any
 import kubernetes.client as k8s
 import pytest
 
-from mnist_operator import rawapi
+from mnist_operator import kube
 from mnist_operator.children import ChildWatch
 from mnist_operator.handlers import CHILDREN_SELECTOR
 from mnist_operator.naming import LABEL_NAME, LABEL_UID, MANAGED_BY, OPERATOR_NAME
@@ -120,9 +119,10 @@ def test_raw_requests_use_the_clients_credentials_and_report_errors_with_the_ser
     uncached_plane: ControlPlane,
 ) -> None:
     api = uncached_plane.api_client()  # client-certificate credentials over TLS
-    listed = rawapi.request(api, "GET", "/api/v1/namespaces/default/pods", query={"limit": 1})
+    listed = kube.request(api, "GET", "/api/v1/namespaces/default/pods", query={"limit": 1})
     assert listed["kind"] == "PodList"
-    with pytest.raises(rawapi.ApiError) as raised:
-        rawapi.request(api, "GET", "/api/v1/namespaces/default/pods/no-such-pod")
+    with pytest.raises(kube.ApiError) as raised:
+        kube.request(api, "GET", "/api/v1/namespaces/default/pods/no-such-pod")
     assert raised.value.status == 404
-    assert json.loads(raised.value.body)["message"] == 'pods "no-such-pod" not found'
+    assert raised.value.message == 'pods "no-such-pod" not found'
+    assert str(raised.value) == 'HTTP 404 Not Found: pods "no-such-pod" not found'

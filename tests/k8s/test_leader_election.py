@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes.client as k8s
 import pytest
 
-from mnist_operator import rawapi
+from mnist_operator.kube import Kube, request
 from mnist_operator.leader import LeaderElection
 
 from .controlplane import ControlPlane
@@ -28,7 +28,7 @@ def api(control_plane: ControlPlane, namespace: str) -> Iterator[k8s.ApiClient]:
 
 
 def lease(api: k8s.ApiClient, namespace: str) -> dict[str, Any]:
-    found: dict[str, Any] = rawapi.request(
+    found: dict[str, Any] = request(
         api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/operator"
     )
     return found
@@ -38,7 +38,7 @@ async def test_one_leads_a_standby_waits_out_a_silent_leader_and_a_release_hands
     api: k8s.ApiClient, namespace: str
 ) -> None:
     first, second, third = (
-        LeaderElection(api, namespace, "operator", name, duration_seconds=DURATION)
+        LeaderElection(Kube(api), namespace, "operator", name, duration_seconds=DURATION)
         for name in ("first", "second", "third")
     )
     await first.acquire()

@@ -1,0 +1,114 @@
+"""Creating and forgetting trainings: each new resource gets its Job, edits it can honour reach the Job,
+a deleted one takes its metrics along, and a finished one goes after its TTL."""
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from . import opmetrics
+from .builders import build_trainer_job
+from .config import Config
+from .kube import Kube
+from .naming import job_name
+from .pollers import Pollers
+from .state import ChildKind, Key, Store, training_key, validate_training
+from .status_writer import FINAL_PHASES, EventPoster, StatusWriter
+
+
+class Trainings:
+    def __init__(
+        self,
+        config: Config,
+        kube: Kube,
+        store: Store,
+        *,
+        status: StatusWriter,
+        pollers: Pollers,
+        post_event: EventPoster,
+    ) -> None:
+        self.config = config
+        self.kube = kube
+        self.store = store
+        self.status = status
+        self.pollers = pollers
+        self.post_event = post_event
+
+    async def ensure_job(self, body: Mapping[str, Any]) -> str:
+        """Create the training's Job unless it exists; idempotent across operator restarts."""
+        training = validate_training(body)
+        job, created = await self.kube.create_job(build_trainer_job(training, self.config))
+        owners = [ref.get("uid") for ref in job["metadata"].get("ownerReferences") or []]
+        if training.metadata.uid not in owners:
+            raise RuntimeError(
+                f"Job {job['metadata']['name']} exists but belongs to another resource (uid {owners}); "
+                "it will be garbage-collected, retrying"
+            )
+        if created:
+            opmetrics.TRAININGS_CREATED.inc()
+            self.post_event(body, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
+        # The status follows from the Job's own watch event; writing it here too would only race kopf's
+        # bookkeeping patch of the same object.
+        self.store.update_training(body)
+        self.pollers.watch(training)
+        return str(job["metadata"]["name"])
+
+    async def set_suspended(self, body: Mapping[str, Any], suspend: bool) -> None:
+        training = validate_training(body)
+        await self.kube.patch_job_suspend(training.metadata.namespace, job_name(training), suspend)
+
+    async def training_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if event_type == "DELETED":
+            await self.forget(body)
+            return
+        if event_type == "MODIFIED" and self.store.unchanged(body):
+            # Validating and reducing again would find what we wrote: on a real API server these echoes
+            # are most of the operator's events (docs/benchmarks.md).
+            return
+        key = self.store.update_training(body)
+        entry = self.store.get(key)
+        if entry is None or entry.training is None:
+            return
+        self.pollers.watch(entry.training)
+        if entry.job is None and not entry.written_status:
+            # A brand-new resource: its first status comes with its Job's first event. Writing "no Job
+            # yet" here would queue a PATCH in front of the Job's creation and race kopf's bookkeeping
+            # patch of the same object (much slower creates at scale: docs/benchmarks.md).
+            return
+        self.status.request_refresh(key)
+
+    def child_event(self, kind: ChildKind, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = self.store.update_child(kind, event_type, body)
+        if key is not None:
+            self.status.request_refresh(key)
+
+    async def forget(self, body: Mapping[str, Any]) -> None:
+        """The resource is gone: its children go by garbage collection, its metrics we delete here."""
+        key = training_key(body)
+        self.store.forget(key)
+        self.status.forget(key)
+        await self.pollers.delete_metrics(body, key)
+
+    def trainings_on(self, url: str) -> set[Key]:
+        """Every training whose figures come from the Pushgateway at ``url``."""
+        return {
+            key
+            for key in self.store.keys()  # noqa: SIM118 - Store is not a dict
+            if (entry := self.store.get(key)) is not None
+            and entry.training is not None
+            and self.pollers.url_for(entry.training) == url
+        }
+
+    async def expire_if_due(self, body: Mapping[str, Any]) -> bool:
+        """Delete a finished training once ``spec.runPolicy.ttlSecondsAfterFinished`` has passed."""
+        training = validate_training(body)
+        ttl = training.spec.run_policy.ttl_seconds_after_finished
+        status = body.get("status") or {}
+        finished = status.get("completionTime")
+        uid = training.metadata.uid
+        if ttl is None or status.get("phase") not in FINAL_PHASES or not finished or not uid:
+            return False
+        done = datetime.datetime.fromisoformat(str(finished).replace("Z", "+00:00"))
+        if datetime.datetime.now(datetime.UTC) < done + datetime.timedelta(seconds=ttl):
+            return False
+        await self.kube.delete_training(training.metadata.namespace, training.metadata.name, uid)
+        return True
