@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.watch.watch import iter_resp_lines
 
+from .backoff import Backoff
 from .kube import ApiError, request
 from .state import ChildKind, job_summary, pod_summary
 
@@ -101,14 +102,14 @@ class ChildWatch:
 
     # -- the thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
-        failures = 0
+        backoff = Backoff(RETRY_SECONDS)
         while not self._stopping.is_set():
             handled = self.events_handled
             try:
                 if self.resource_version is None:
                     self._list()
                 self._watch()
-                failures = 0
+                backoff.reset()
             except ResourceVersionTooOldError:
                 log.info(
                     "%s watch: resourceVersion %s is too old; listing again", self.kind, self.resource_version
@@ -118,9 +119,8 @@ class ChildWatch:
                 if self._stopping.is_set():
                     break
                 if self.events_handled > handled:  # it streamed for a while: a fresh failure
-                    failures = 0
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                failures += 1
+                    backoff.reset()
+                delay = backoff.next_delay()
                 log.warning("%s watch failed (%s); retrying in %.0f s", self.kind, _describe(error), delay)
                 self._stopping.wait(delay)
 

@@ -22,8 +22,10 @@ from .events import EventRecorder
 from .kube import Kube, make_api_client
 from .naming import MANAGED_BY, OPERATOR_NAME
 from .reconcile import Operator
+from .trainings import JobTakenError
 
 CHILDREN_SELECTOR = f"{MANAGED_BY}={OPERATOR_NAME}"
+JOB_TAKEN_RETRY_SECONDS = 10  # background deletion of the old Job usually takes a few seconds
 
 
 @kopf.on.startup()
@@ -81,7 +83,10 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 async def ensure_job(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # Returns nothing: kopf would store a result under .status, which belongs to our schema.
-    await memo.operator.ensure_job(body)
+    try:
+        await memo.operator.ensure_job(body)
+    except JobTakenError as error:
+        raise kopf.TemporaryError(str(error), delay=JOB_TAKEN_RETRY_SECONDS) from error
 
 
 # on.update, not on.field: a field handler also runs on creation, as a second handler after ensure_job,

@@ -9,6 +9,7 @@ from typing import Any
 from mnist_api import MnistTraining, Phase
 
 from . import opmetrics
+from .backoff import Backoff
 from .clock import utc_now
 from .kube import Kube
 from .reducer import MetricsView, reduce_status
@@ -16,7 +17,7 @@ from .state import Key, Store
 
 log = logging.getLogger(__name__)
 FINAL_PHASES = {Phase.SUCCEEDED.value, Phase.FAILED.value}
-RETRY_SECONDS = 5.0  # after a failed status write
+RETRY_SECONDS = (5.0,)  # after a failed status write, as often as it takes
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 MetricsFor = Callable[[MnistTraining], MetricsView | None]
 
@@ -30,7 +31,7 @@ class StatusWriter:
         metrics_for: MetricsFor,
         *,
         coalesce_seconds: float,
-        retry_seconds: float = RETRY_SECONDS,
+        retry_seconds: tuple[float, ...] = RETRY_SECONDS,
         now: Callable[[], str] = utc_now,
     ) -> None:
         self.store = store
@@ -39,6 +40,7 @@ class StatusWriter:
         self.metrics_for = metrics_for
         self.coalesce_seconds = coalesce_seconds
         self.retry_seconds = retry_seconds
+        self._backoffs: dict[Key, Backoff] = {}
         self.now = now
         self._locks: dict[Key, asyncio.Lock] = {}
         self._due: set[Key] = set()  # trainings with a coalesced refresh on its way
@@ -62,12 +64,16 @@ class StatusWriter:
     async def _refresh_after(self, key: Key, delay: float) -> None:
         await asyncio.sleep(delay)
         self._due.discard(key)  # from here on, a new change asks for another refresh
+        backoff = self._backoffs.setdefault(key, Backoff(self.retry_seconds))
         try:
             await self.refresh(key)
         except Exception as error:  # e.g. the API server is briefly unreachable: nothing may be lost
-            log.warning("status of %s/%s not written (%s); retrying in %gs", *key, error, self.retry_seconds)
-            await asyncio.sleep(self.retry_seconds)
+            delay = backoff.next_delay()
+            log.warning("status of %s/%s not written (%s); retrying in %gs", *key, error, delay)
+            await asyncio.sleep(delay)
             self.request_refresh(key)
+        else:
+            backoff.reset()
 
     async def refresh(self, key: Key) -> None:
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -95,6 +101,7 @@ class StatusWriter:
 
     def forget(self, key: Key) -> None:
         self._locks.pop(key, None)
+        self._backoffs.pop(key, None)
 
     def _announce(
         self, training: MnistTraining, previous: Mapping[str, Any], status: Mapping[str, Any]

@@ -15,6 +15,11 @@ from .state import ChildKind, Key, Store, training_key, validate_training
 from .status_writer import FINAL_PHASES, EventPoster, StatusWriter
 
 
+class JobTakenError(Exception):
+    """A Job of the training's name belongs to another resource (a deleted one of the same name, not yet
+    garbage-collected): try again shortly."""
+
+
 class Trainings:
     def __init__(
         self,
@@ -39,7 +44,7 @@ class Trainings:
         job, created = await self.kube.create_job(build_trainer_job(training, self.config))
         owners = [ref.get("uid") for ref in job["metadata"].get("ownerReferences") or []]
         if training.metadata.uid not in owners:
-            raise RuntimeError(
+            raise JobTakenError(
                 f"Job {job['metadata']['name']} exists but belongs to another resource (uid {owners}); "
                 "it will be garbage-collected, retrying"
             )

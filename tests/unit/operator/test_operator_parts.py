@@ -13,6 +13,7 @@ from mnist_operator import clock, opmetrics
 from mnist_operator.config import BasicAuth, Config
 from mnist_operator.kube import ApiError
 from mnist_operator.reconcile import Operator
+from mnist_operator.trainings import JobTakenError
 
 from .fake_kube import FakeKube
 
@@ -63,7 +64,7 @@ async def test_a_new_training_gets_one_job_and_one_jobcreated_event_across_resta
 async def test_a_job_of_another_training_with_the_same_name_is_not_adopted() -> None:
     kube, posted = FakeKube(), []
     await make_operator(kube, posted).ensure_job(training(uid="old"))
-    with pytest.raises(RuntimeError, match="belongs to another resource"):
+    with pytest.raises(JobTakenError, match="belongs to another resource"):
         await make_operator(kube, posted).ensure_job(training(uid="new"))
 
 
@@ -92,7 +93,7 @@ async def test_changes_within_the_window_make_one_status_write_and_a_phase_chang
 async def test_a_failed_status_write_is_retried_until_it_lands() -> None:
     kube, posted = FakeKube(failures=[ApiError(503, "Service Unavailable", "{}")]), []
     operator = make_operator(kube, posted)
-    operator.status.retry_seconds = 0.01
+    operator.status.retry_seconds = (0.01,)
     await operator.ensure_job(training())
     await operator.child_event("job", "ADDED", job_event(active=1))
     await settle()
