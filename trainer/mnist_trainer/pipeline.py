@@ -20,8 +20,8 @@ from .datasets import FetchPolicy, load_dataset
 from .errors import ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_saved_model
-from .exporter import Handler, TrainTestExporter
 from .inputs import split_train_validation, to_dataset
+from .metrics_push import Handler, TrainTestExporter
 from .models import build_model, make_optimizer
 from .progress import ProgressLog
 from .release import ModelFigures, release_failures
