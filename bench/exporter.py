@@ -32,8 +32,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, pushadd_to_gateway
 
 from mnist_api.metrics import HISTOGRAM_WEIGHT_BUCKETS_0_3, grouping_key
-from mnist_trainer.exporter import TrainTestExporter
 from mnist_trainer.histogram import weight_histogram
+from mnist_trainer.metrics_push import TrainTestExporter
 from mnist_trainer.models import build_model
 from tests.support.servers import start_pushgateway
 

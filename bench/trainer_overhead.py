@@ -4,13 +4,14 @@ input pipelines and XLA, all in one process on real Fashion-MNIST.
 Four sections, each judged by RATIOS against a baseline measured in the same process, repetitions
 interleaved (the order rotates every round), reported as the median of per-round paired ratios:
 
-1. **overhead**: ``fit`` with the callbacks ``pipeline.run_training`` builds (SafeStop, RunState, BackupAndRestore,
-   the best-model ModelCheckpoint, ProgressLog, TrainTestExporter pushing to a real Pushgateway after
-   every epoch, weights histogram on) against the same ``fit`` with no callbacks: same model, data,
-   validation set and batch (spec defaults). Every repetition gets fresh callbacks and run directories,
-   as a new run would; the first epoch of each ``fit`` is therefore a fresh run's first epoch, in which
-   ModelCheckpoint always saves (the worst case). The time spent inside each callback's hooks is recorded
-   too, which says where any cost comes from and gives a noise-robust second reading of the ratio.
+1. **overhead**: ``fit`` with the callbacks ``pipeline.run_training`` uses, built by the trainer's own
+   ``callbacks.training_callbacks`` (SafeStop, RunState, BackupAndRestore, the best-model ModelCheckpoint,
+   ProgressLog, TrainTestExporter pushing to a real Pushgateway after every epoch, weights histogram on)
+   against the same ``fit`` with no callbacks: same model, data, validation set and batch (spec
+   defaults). Every repetition gets fresh callbacks and run directories, as a new run would; the first
+   epoch of each ``fit`` is therefore a fresh run's first epoch, in which ModelCheckpoint always saves
+   (the worst case). The time spent inside each callback's hooks is recorded too, which says where any
+   cost comes from and gives a noise-robust second reading of the ratio.
    Target: >= 0.97 of bare Keras' images/s.
 2. **batch size**: images/s of batch 64, 128 and 256 through the trainer's ``inputs.to_dataset``.
 3. **input pipeline** at the spec's batch size: numpy arrays passed to ``fit`` (uint8 as loaded, and float32 as the
@@ -50,26 +51,16 @@ from mnist_api.env import TrainerConfig
 from mnist_api.layout import RunPaths
 from mnist_api.metrics import HISTOGRAM_WEIGHT_BUCKETS_0_3
 from mnist_api.spec import MnistTrainingSpec
+from mnist_trainer.callbacks import training_callbacks
 from mnist_trainer.datasets import MnistData
 from mnist_trainer.inputs import Splits, split_train_validation, to_dataset
+from mnist_trainer.metrics_push import TrainTestExporter
 from mnist_trainer.models import build_model, make_optimizer
-from mnist_trainer.pipeline import _exporter  # the trainer's own exporter factory (no public builder)
-from mnist_trainer.progress import ProgressLog
-from mnist_trainer.run_state import RunState, best_value
-from mnist_trainer.safe_stop import SafeStop
 from mnist_trainer.stop_requests import StopRequests
 from tests.support.servers import start_pushgateway
 
 SEED = 42
 DEFAULT_BATCH = MnistTrainingSpec().batch_size
-CALLBACK_NAMES = (
-    "SafeStop",
-    "RunState",
-    "BackupAndRestore",
-    "ModelCheckpoint",
-    "ProgressLog",
-    "TrainTestExporter",
-)
 
 
 class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
@@ -184,8 +175,8 @@ class EpochWindow:
 
 @dataclass
 class TrainerCallbacks:
-    """Builds, per repetition, the callbacks ``pipeline.run_training`` builds, from the trainer's classes
-    with the same arguments (kept in step with pipeline.py by hand: it has no public builder to call)."""
+    """Builds, per repetition, the callbacks ``pipeline.run_training`` fits with, by the trainer's own
+    ``training_callbacks``, and instruments each of them."""
 
     config: TrainerConfig
     train_images: int
@@ -193,52 +184,39 @@ class TrainerCallbacks:
     runs: int = 0
     ledgers: list[dict[str, dict[str, float]]] = field(default_factory=list)
     push_failures: int = 0
-    _exporters: list[Any] = field(default_factory=list)
+    _pushers: list[TrainTestExporter] = field(default_factory=list)
 
     def build(self) -> list[Any]:
         # A fresh run directory each time: BackupAndRestore would otherwise restore the previous
         # repetition's finished state and train no epoch at all.
         self.runs += 1
         paths = RunPaths(PurePosixPath(self.root), "bench", f"run-{self.runs}", f"uid-{self.runs}")
-        backup_dir = Path(str(paths.backup_dir))
-        run_state = RunState(backup_dir)
-        previous = run_state.load()
-        monitor = "val_loss"
-        exporter = _exporter(self.config, {})
-        assert exporter is not None
-        exporter.resume_elapsed(run_state.elapsed_seconds)
-        steps = -(-self.train_images // self.config.batch_size)
-        progress = ProgressLog(
-            self.config.epochs,
-            self.train_images,
-            heartbeat_seconds=self.config.heartbeat_seconds,  # stdout is not a TTY in a pod
-            steps_per_epoch=steps,
+        built = training_callbacks(
+            self.config,
+            paths,
+            StopRequests(),
+            {},
+            train_images=self.train_images,
+            validating=True,
+            interactive=False,  # stdout is not a TTY in a pod
         )
-        Path(str(paths.best_checkpoint)).parent.mkdir(parents=True, exist_ok=True)
-        callbacks: dict[str, Any] = {
-            "SafeStop": SafeStop(StopRequests()),
-            "RunState": run_state,
-            "BackupAndRestore": keras.callbacks.BackupAndRestore(
-                str(backup_dir), double_checkpoint=True, delete_checkpoint=False
-            ),
-            "ModelCheckpoint": keras.callbacks.ModelCheckpoint(
-                str(paths.best_checkpoint),
-                monitor=monitor,
-                save_best_only=True,
-                initial_value_threshold=best_value(previous, monitor),
-            ),
-            "ProgressLog": progress,
-            "TrainTestExporter": exporter,
-        }
+        assert built.metrics_push is not None
+        callbacks = {type(callback).__name__: callback for callback in built.in_order}
+        assert len(callbacks) == len(built.in_order), "two callbacks of one class: name them apart"
         ledger: dict[str, dict[str, float]] = {name: {} for name in callbacks}
         for name, callback in callbacks.items():
             instrument(callback, ledger[name])
         self.ledgers.append(ledger)
-        self._exporters.append(exporter)
-        return list(callbacks.values())
+        self._pushers.append(built.metrics_push)
+        return built.in_order
+
+    @property
+    def callback_names(self) -> list[str]:
+        """The trainer's callbacks by class name, in the order ``fit`` calls them."""
+        return list(self.ledgers[0]) if self.ledgers else []
 
     def collect_failures(self) -> None:
-        self.push_failures = sum(exporter.push_failures for exporter in self._exporters)
+        self.push_failures = sum(pusher.push_failures for pusher in self._pushers)
 
 
 def trainer_config(root: str, epochs: int, pushgateway_url: str) -> TrainerConfig:
@@ -344,7 +322,7 @@ def run_overhead(splits: Splits, args: argparse.Namespace, pushgateway_url: str)
     # repetitions), as a share of a bare epoch of this run.
     bare_epoch = bench.median(wall["bare model.fit"]) / args.epochs
     attribution, attribution_rows = {}, []
-    for name in CALLBACK_NAMES:
+    for name in factory.callback_names:
         per_epoch = [
             sum(v for h, v in ledger[name].items() if h not in PER_RUN_HOOKS) / args.epochs
             for ledger in factory.ledgers

@@ -13,7 +13,7 @@ __all__ = ["HISTOGRAM_WEIGHT_BUCKETS_0_3", "HISTOGRAM_WEIGHT_BUCKETS_1_0", "Trai
 def __getattr__(name: str) -> object:
     # Lazy: `python -m mnist_trainer` must not import Keras before its signal handler is set.
     if name == "TrainTestExporter":
-        from .exporter import TrainTestExporter
+        from .metrics_push import TrainTestExporter
 
         return TrainTestExporter
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""Write the model and metrics.json to the run's directory, each atomically (temp name, then rename)."""
+"""Write the trained model to the run's directory, once per export format, atomically (temp, then rename)."""
 
 import contextlib
 import io

@@ -1,54 +1,41 @@
-"""The training run, stage by stage: fetch, build, train, evaluate, export, report."""
+"""The training run, stage by stage in keras-io's order: fetch, build, train, evaluate, export, report.
 
+``run_training`` reads top to bottom as a run goes; below it, one function per stage in the same order,
+each taking and returning plain values. The callbacks of the train stage are built in ``callbacks.py``.
+"""
+
+import contextlib
 import hashlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import keras
-from prometheus_client.exposition import basic_auth_handler
 
-from mnist_api.env import PUSHGATEWAY_PASSWORD_ENV, PUSHGATEWAY_USERNAME_ENV, TrainerConfig
+from mnist_api.env import TrainerConfig
 from mnist_api.layout import RunPaths, dataset_cache_dir
-from mnist_api.metrics import grouping_key
+from mnist_api.spec import ReleaseCriteriaSpec
 
-from .datasets import FetchPolicy, load_dataset
+from .callbacks import TrainingCallbacks, training_callbacks
+from .datasets import Array, FetchPolicy, load_dataset
 from .errors import ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_saved_model
-from .exporter import Handler, TrainTestExporter
-from .inputs import split_train_validation, to_dataset
+from .inputs import Splits, split_train_validation, to_dataset
+from .metrics_push import TrainTestExporter
 from .models import build_model, make_optimizer
-from .progress import ProgressLog
 from .release import ModelFigures, release_failures
-from .run_state import RunState, best_value, write_json_atomically
+from .run_state import best_value, write_json_atomically
 from .safe_stop import SafeStop
 from .stop_requests import StopRequests
 
 log = logging.getLogger(__name__)
 METRICS_SCHEMA_VERSION = 1
-
-
-def run_seed(config: TrainerConfig) -> int:
-    """The spec's seed, or one derived from the run's uid: random across runs, stable across retries."""
-    if config.seed is not None:
-        return config.seed
-    return int(hashlib.sha256(config.uid.encode()).hexdigest()[:8], 16) % 2**31
-
-
-def pushgateway_handler(environ: Mapping[str, str]) -> Handler | None:
-    username, password = environ.get(PUSHGATEWAY_USERNAME_ENV), environ.get(PUSHGATEWAY_PASSWORD_ENV)
-    if not username:
-        return None
-
-    def handler(url: str, method: str, timeout: float | None, headers: Any, data: bytes) -> Any:
-        return basic_auth_handler(url, method, timeout, headers, data, username, password)
-
-    return handler
 
 
 def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopRequests) -> dict[str, Any]:
@@ -59,9 +46,249 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopR
     started = time.monotonic()
     timings: dict[str, float] = {}
     paths = RunPaths(PurePosixPath(config.output_dir), config.namespace, config.name, config.uid)
-    backup_dir = Path(paths.backup_dir)
     seed = run_seed(config)
     keras.utils.set_random_seed(seed)
+    _log_start(config, seed)
+    with _timed(timings, "fetch_seconds"):
+        images = fetch_data(config, seed, stops)
+    model = build_compiled_model(config)
+    with _timed(timings, "train_seconds"):
+        callbacks = train_model(model, images, config, seed=seed, paths=paths, environ=environ, stops=stops)
+    model = best_checkpoint(model, paths, callbacks)
+    stops.check()
+    with _timed(timings, "evaluate_seconds"):
+        result = evaluate_model(model, images, config.batch_size, stops, callbacks.metrics_push)
+    stops.check()
+    with _timed(timings, "export_seconds"):
+        exported = export_model(model, config.export_formats, paths)
+    failures = unmet_release_criteria(config.release_criteria, result, exported)
+    timings["total_seconds"] = time.monotonic() - started
+    report = write_report(
+        config, paths, model, callbacks, result, exported=exported, failures=failures, timings=timings
+    )
+    if failures:
+        raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
+    return report
+
+
+def run_seed(config: TrainerConfig) -> int:
+    """The spec's seed, or one derived from the run's uid: random across runs, stable across retries."""
+    if config.seed is not None:
+        return config.seed
+    return int(hashlib.sha256(config.uid.encode()).hexdigest()[:8], 16) % 2**31
+
+
+# -- fetch -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Images:
+    """What the fetch stage hands on: the run's seeded train/validation split, and the test set."""
+
+    splits: Splits
+    x_test: Array
+    y_test: Array
+
+
+def fetch_data(config: TrainerConfig, seed: int, stops: StopRequests) -> Images:
+    """The dataset from the volume's cache or downloaded and checked, split by the run's seed."""
+    policy = FetchPolicy(attempts=config.download_attempts, backoff_seconds=config.download_backoff_seconds)
+    cache = Path(dataset_cache_dir(PurePosixPath(config.data_dir), config.dataset))
+    with stops.at_once():  # downloads may wait on the network for long, and run no TensorFlow
+        data = load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
+    splits = split_train_validation(data, config.validation_split, seed)
+    log.info(
+        "data: %d train, %d validation, %d test images",
+        len(splits.x_train),
+        len(splits.x_val),
+        len(data.x_test),
+    )
+    return Images(splits, data.x_test, data.y_test)
+
+
+# -- build -------------------------------------------------------------------------------------------
+def build_compiled_model(config: TrainerConfig) -> keras.Model:
+    """The spec's model from the zoo, compiled with the spec's optimizer and learning rate."""
+    model = build_model(config.model)
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    log.info("model: %s, %s parameters", model.name, f"{model.count_params():,}")
+    return model
+
+
+# -- train -------------------------------------------------------------------------------------------
+def train_model(
+    model: keras.Model,
+    images: Images,
+    config: TrainerConfig,
+    *,
+    seed: int,
+    paths: RunPaths,
+    environ: Mapping[str, str],
+    stops: StopRequests,
+) -> TrainingCallbacks:
+    """Fit ``model`` in place, resuming after an earlier attempt's last finished epoch. Returns the
+    callbacks: they hold what later stages use (history, throughput, the metrics pusher)."""
+    splits = images.splits
+    train = to_dataset(splits.x_train, splits.y_train, config.batch_size, shuffle_seed=seed)
+    validation = (
+        to_dataset(splits.x_val, splits.y_val, config.batch_size, shuffle_seed=None)
+        if len(splits.x_val)
+        else None
+    )
+    interactive = sys.stdout.isatty()
+    callbacks = training_callbacks(
+        config,
+        paths,
+        stops,
+        environ,
+        train_images=len(splits.x_train),
+        validating=validation is not None,
+        interactive=interactive,
+    )
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=config.epochs,
+        callbacks=callbacks.in_order,
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
+        verbose=1 if interactive else 0,
+    )
+    return callbacks
+
+
+def best_checkpoint(model: keras.Model, paths: RunPaths, callbacks: TrainingCallbacks) -> keras.Model:
+    """The best epoch's model from its checkpoint (this attempt's or an earlier one's), not the last
+    epoch's; ``model`` itself when there is no checkpoint."""
+    if not Path(paths.best_checkpoint).exists():
+        return model
+    best = keras.models.load_model(paths.best_checkpoint)
+    monitor = callbacks.monitor
+    log.info(
+        "evaluating the best checkpoint (%s %.4f)", monitor, best_value(callbacks.run_state.history, monitor)
+    )
+    return best
+
+
+# -- evaluate ----------------------------------------------------------------------------------------
+def evaluate_model(
+    model: keras.Model,
+    images: Images,
+    batch_size: int,
+    stops: StopRequests,
+    metrics_push: TrainTestExporter | None,
+) -> Evaluation:
+    """Test loss and accuracy, per-class accuracy and latency; pushed too when there is a Pushgateway."""
+    test = to_dataset(images.x_test, images.y_test, batch_size, shuffle_seed=None)
+    result = evaluate(
+        model,
+        test,
+        images.x_test,
+        images.y_test,
+        [SafeStop(stops), *([metrics_push] if metrics_push else [])],
+    )
+    if metrics_push is not None:
+        metrics_push.push_class_accuracy(result.per_class_accuracy)
+    log.info(
+        "test: loss %.4f  accuracy %.4f  (%.1fs; worst class %d at %.4f; %.2f ms per image)",
+        result.loss,
+        result.accuracy,
+        result.seconds,
+        *min(result.per_class_accuracy.items(), key=lambda item: item[1]),
+        result.inference_time_ms,
+    )
+    return result
+
+
+# -- export ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportedModel:
+    """Where the export stage wrote the model, by format, and the size of ``model.keras``."""
+
+    files: dict[str, str]
+    size_mb: float | None  # None when the formats leave out "keras"
+
+
+def export_model(model: keras.Model, formats: Collection[str], paths: RunPaths) -> ExportedModel:
+    """The model in each of the spec's export formats, at the run's paths."""
+    files: dict[str, str] = {}
+    if "keras" in formats:
+        files["keras"] = str(export_keras(model, Path(paths.model_keras)))
+    if "savedmodel" in formats:
+        files["savedmodel"] = str(export_saved_model(model, Path(paths.saved_model)))
+    log.info("model exported: %s", ", ".join(files.values()))
+    size_mb = os.path.getsize(files["keras"]) / 1e6 if "keras" in files else None
+    return ExportedModel(files, size_mb)
+
+
+# -- report ------------------------------------------------------------------------------------------
+def unmet_release_criteria(
+    criteria: ReleaseCriteriaSpec, result: Evaluation, exported: ExportedModel
+) -> list[str]:
+    """Each release criterion the model fails, as a sentence; empty when it may be released."""
+    figures = ModelFigures(
+        result.accuracy, result.per_class_accuracy, exported.size_mb, result.inference_time_ms
+    )
+    return release_failures(criteria, figures)
+
+
+def write_report(
+    config: TrainerConfig,
+    paths: RunPaths,
+    model: keras.Model,
+    callbacks: TrainingCallbacks,
+    result: Evaluation,
+    *,
+    exported: ExportedModel,
+    failures: list[str],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """Write metrics.json, the run's one record of what it did, and return what it holds."""
+    metrics_push = callbacks.metrics_push
+    histogram = metrics_push.last_weight_histogram if metrics_push is not None else None
+    report: dict[str, Any] = {
+        "schemaVersion": METRICS_SCHEMA_VERSION,
+        "run": {"namespace": config.namespace, "name": config.name, "uid": config.uid},
+        "config": config.model_dump(mode="json"),
+        "history": callbacks.run_state.history,
+        "epochs": len(callbacks.run_state.history),
+        "test": {
+            "loss": result.loss,
+            "accuracy": result.accuracy,
+            "elapsedSeconds": result.seconds,
+            "perClassAccuracy": {str(k): v for k, v in result.per_class_accuracy.items()},
+        },
+        "model": {
+            "name": model.name,
+            "parameters": int(model.count_params()),
+            "sizeMb": exported.size_mb,
+            "inferenceTimeMs": result.inference_time_ms,
+            "exports": exported.files,
+        },
+        "weights": None
+        if histogram is None
+        else {
+            "count": histogram.count,
+            "sum": histogram.total,
+            "mean": histogram.mean,
+            "std": histogram.std,
+            "min": histogram.minimum,
+            "max": histogram.maximum,
+        },
+        "imagesPerSecond": callbacks.progress.images_per_second,
+        "metricsPushFailures": metrics_push.push_failures if metrics_push is not None else None,
+        "release": {"passed": not failures, "failures": failures},
+        "timings": timings,
+        "trainingSeconds": callbacks.run_state.elapsed_seconds,
+    }
+    write_json_atomically(Path(paths.metrics_json), report)
+    log.info("metrics written to %s", paths.metrics_json)
+    return report
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _log_start(config: TrainerConfig, seed: int) -> None:
     log.info(
         "training %s/%s (uid %s): %s on %s, %d epochs, batch %d, %s lr %g, seed %d",
         config.namespace,
@@ -76,207 +303,10 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopR
         seed,
     )
 
-    # -- fetch ---------------------------------------------------------------------------------------
-    stage = time.monotonic()
-    policy = FetchPolicy(attempts=config.download_attempts, backoff_seconds=config.download_backoff_seconds)
-    cache = Path(dataset_cache_dir(PurePosixPath(config.data_dir), config.dataset))
-    with stops.at_once():  # downloads may wait on the network for long, and run no TensorFlow
-        data = load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
-    splits = split_train_validation(data, config.validation_split, seed)
-    timings["fetch_seconds"] = time.monotonic() - stage
-    log.info(
-        "data: %d train, %d validation, %d test images",
-        len(splits.x_train),
-        len(splits.x_val),
-        len(data.x_test),
-    )
 
-    # -- build ---------------------------------------------------------------------------------------
-    model = build_model(config.model)
-    model.compile(
-        optimizer=make_optimizer(config.optimizer, config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    log.info("model: %s, %s parameters", model.name, f"{model.count_params():,}")
-
-    # -- train ---------------------------------------------------------------------------------------
-    stage = time.monotonic()
-    train = to_dataset(splits.x_train, splits.y_train, config.batch_size, shuffle_seed=seed)
-    validation = (
-        to_dataset(splits.x_val, splits.y_val, config.batch_size, shuffle_seed=None)
-        if len(splits.x_val)
-        else None
-    )
-    run_state = RunState(backup_dir)
-    previous = run_state.load()
-    monitor = "val_loss" if validation is not None else "loss"
-    exporter = _exporter(config, environ)
-    if exporter is not None:
-        exporter.resume_elapsed(run_state.elapsed_seconds)
-    steps = -(-len(splits.x_train) // config.batch_size)
-    interactive = sys.stdout.isatty()
-    progress = ProgressLog(
-        config.epochs,
-        len(splits.x_train),
-        heartbeat_seconds=float("inf") if interactive else config.heartbeat_seconds,
-        steps_per_epoch=steps,
-    )
-    Path(paths.best_checkpoint).parent.mkdir(parents=True, exist_ok=True)
-    callbacks: list[Any] = [
-        SafeStop(stops),
-        run_state,
-        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            str(paths.best_checkpoint),
-            monitor=monitor,
-            save_best_only=True,
-            initial_value_threshold=best_value(previous, monitor),
-        ),
-        progress,
-    ]
-    if config.early_stopping is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=config.early_stopping.monitor,
-                patience=config.early_stopping.patience,
-                min_delta=config.early_stopping.min_delta,
-                restore_best_weights=True,
-                verbose=0,
-            )
-        )
-    if exporter is not None:
-        callbacks.append(exporter)
-    model.fit(
-        train,
-        validation_data=validation,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles, seeded
-        verbose=1 if interactive else 0,
-    )
-    timings["train_seconds"] = time.monotonic() - stage
-    if Path(paths.best_checkpoint).exists():
-        model = keras.models.load_model(paths.best_checkpoint)
-        log.info("evaluating the best checkpoint (%s %.4f)", monitor, best_value(run_state.history, monitor))
-
-    # -- evaluate ------------------------------------------------------------------------------------
-    stops.check()
-    stage = time.monotonic()
-    test = to_dataset(data.x_test, data.y_test, config.batch_size, shuffle_seed=None)
-    result = evaluate(
-        model, test, data.x_test, data.y_test, [SafeStop(stops), *([exporter] if exporter else [])]
-    )
-    if exporter is not None:
-        exporter.push_class_accuracy(result.per_class_accuracy)
-    timings["evaluate_seconds"] = time.monotonic() - stage
-    log.info(
-        "test: loss %.4f  accuracy %.4f  (%.1fs; worst class %d at %.4f; %.2f ms per image)",
-        result.loss,
-        result.accuracy,
-        result.seconds,
-        *min(result.per_class_accuracy.items(), key=lambda item: item[1]),
-        result.inference_time_ms,
-    )
-
-    # -- export --------------------------------------------------------------------------------------
-    stops.check()
-    stage = time.monotonic()
-    exported: dict[str, str] = {}
-    if "keras" in config.export_formats:
-        exported["keras"] = str(export_keras(model, Path(paths.model_keras)))
-    if "savedmodel" in config.export_formats:
-        exported["savedmodel"] = str(export_saved_model(model, Path(paths.saved_model)))
-    timings["export_seconds"] = time.monotonic() - stage
-    log.info("model exported: %s", ", ".join(exported.values()))
-
-    # -- report --------------------------------------------------------------------------------------
-    size_mb = os.path.getsize(exported["keras"]) / 1e6 if "keras" in exported else None
-    failures = release_failures(
-        config.release_criteria,
-        ModelFigures(result.accuracy, result.per_class_accuracy, size_mb, result.inference_time_ms),
-    )
-    timings["total_seconds"] = time.monotonic() - started
-    report = _report(
-        config=config,
-        model=model,
-        run_state=run_state,
-        progress=progress,
-        result=result,
-        exporter=exporter,
-        exported=exported,
-        size_mb=size_mb,
-        failures=failures,
-        timings=timings,
-    )
-    write_json_atomically(Path(paths.metrics_json), report)
-    log.info("metrics written to %s", paths.metrics_json)
-    if failures:
-        raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
-    return report
-
-
-def _exporter(config: TrainerConfig, environ: Mapping[str, str]) -> TrainTestExporter | None:
-    if not config.pushgateway_url:
-        log.info("no Pushgateway configured: metrics go to the log and metrics.json only")
-        return None
-    return TrainTestExporter(
-        config.pushgateway_url,
-        config.metrics_job,
-        histogram_buckets=config.histogram_buckets,
-        handler=pushgateway_handler(environ),
-        ignore_exceptions=config.ignore_exceptions,
-        grouping_key=grouping_key(config.namespace, config.name, config.uid),
-        prefix=config.metrics_prefix,
-    )
-
-
-def _report(
-    *,
-    config: TrainerConfig,
-    model: keras.Model,
-    run_state: RunState,
-    progress: ProgressLog,
-    result: Evaluation,
-    exporter: TrainTestExporter | None,
-    exported: dict[str, str],
-    size_mb: float | None,
-    failures: list[str],
-    timings: dict[str, float],
-) -> dict[str, Any]:
-    histogram = exporter.last_weight_histogram if exporter is not None else None
-    return {
-        "schemaVersion": METRICS_SCHEMA_VERSION,
-        "run": {"namespace": config.namespace, "name": config.name, "uid": config.uid},
-        "config": config.model_dump(mode="json"),
-        "history": run_state.history,
-        "epochs": len(run_state.history),
-        "test": {
-            "loss": result.loss,
-            "accuracy": result.accuracy,
-            "elapsedSeconds": result.seconds,
-            "perClassAccuracy": {str(k): v for k, v in result.per_class_accuracy.items()},
-        },
-        "model": {
-            "name": model.name,
-            "parameters": int(model.count_params()),
-            "sizeMb": size_mb,
-            "inferenceTimeMs": result.inference_time_ms,
-            "exports": exported,
-        },
-        "weights": None
-        if histogram is None
-        else {
-            "count": histogram.count,
-            "sum": histogram.total,
-            "mean": histogram.mean,
-            "std": histogram.std,
-            "min": histogram.minimum,
-            "max": histogram.maximum,
-        },
-        "imagesPerSecond": progress.images_per_second,
-        "metricsPushFailures": exporter.push_failures if exporter is not None else None,
-        "release": {"passed": not failures, "failures": failures},
-        "timings": timings,
-        "trainingSeconds": run_state.elapsed_seconds,
-    }
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Record the seconds the ``with`` block took as ``timings[key]`` (metrics.json's ``timings``)."""
+    started = time.monotonic()
+    yield
+    timings[key] = time.monotonic() - started

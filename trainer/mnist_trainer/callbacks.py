@@ -1,0 +1,125 @@
+"""The train stage's callback list, built in one place: ``pipeline.run_training`` fits with it, and
+``bench/trainer_overhead.py`` measures exactly it rather than a copy that could drift.
+
+The callback classes live in their own modules (``safe_stop``, ``run_state``, ``progress``,
+``metrics_push``); this module only decides which ones a run gets, in which order, with which arguments.
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+from prometheus_client.exposition import basic_auth_handler
+
+from mnist_api.env import PUSHGATEWAY_PASSWORD_ENV, PUSHGATEWAY_USERNAME_ENV, TrainerConfig
+from mnist_api.layout import RunPaths
+from mnist_api.metrics import grouping_key
+
+from .metrics_push import Handler, TrainTestExporter
+from .progress import ProgressLog
+from .run_state import RunState, best_value
+from .safe_stop import SafeStop
+from .stop_requests import StopRequests
+
+__all__ = ["TrainingCallbacks", "metrics_pusher", "pushgateway_handler", "training_callbacks"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingCallbacks:
+    """What ``fit`` gets (``in_order``), and the callbacks later stages read again after it."""
+
+    in_order: list[keras.callbacks.Callback]
+    run_state: RunState  # the epoch history, across attempts
+    progress: ProgressLog  # the images per second
+    metrics_push: TrainTestExporter | None  # None without a Pushgateway; also serves the evaluation
+    monitor: str  # what the best-model checkpoint minimises
+
+
+def training_callbacks(
+    config: TrainerConfig,
+    paths: RunPaths,
+    stops: StopRequests,
+    environ: Mapping[str, str],
+    *,
+    train_images: int,
+    validating: bool,
+    interactive: bool,
+) -> TrainingCallbacks:
+    """The callbacks of one run's ``fit``, in the order they must run.
+
+    ``interactive`` is whether stdout is a terminal: Keras' own progress bar then replaces the heartbeat
+    lines. Loads the run's history from an earlier attempt, so build it anew for every ``fit``.
+    """
+    backup_dir = Path(paths.backup_dir)
+    run_state = RunState(backup_dir)
+    previous = run_state.load()
+    monitor = "val_loss" if validating else "loss"
+    metrics_push = metrics_pusher(config, environ)
+    if metrics_push is not None:
+        metrics_push.resume_elapsed(run_state.elapsed_seconds)
+    progress = ProgressLog(
+        config.epochs,
+        train_images,
+        heartbeat_seconds=float("inf") if interactive else config.heartbeat_seconds,
+        steps_per_epoch=-(-train_images // config.batch_size),
+    )
+    Path(paths.best_checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    in_order: list[keras.callbacks.Callback] = [
+        SafeStop(stops),
+        run_state,
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(paths.best_checkpoint),
+            monitor=monitor,
+            save_best_only=True,
+            # A retried attempt's first epoch must beat the earlier attempts' best, not overwrite it.
+            initial_value_threshold=best_value(previous, monitor),
+        ),
+        progress,
+    ]
+    if config.early_stopping is not None:
+        in_order.append(
+            keras.callbacks.EarlyStopping(
+                monitor=config.early_stopping.monitor,
+                patience=config.early_stopping.patience,
+                min_delta=config.early_stopping.min_delta,
+                restore_best_weights=True,
+                verbose=0,
+            )
+        )
+    if metrics_push is not None:
+        in_order.append(metrics_push)
+    return TrainingCallbacks(in_order, run_state, progress, metrics_push, monitor)
+
+
+def metrics_pusher(config: TrainerConfig, environ: Mapping[str, str]) -> TrainTestExporter | None:
+    """The run's Pushgateway callback, pushing to the run's own group; None when no Pushgateway is set."""
+    if not config.pushgateway_url:
+        log.info("no Pushgateway configured: metrics go to the log and metrics.json only")
+        return None
+    return TrainTestExporter(
+        config.pushgateway_url,
+        config.metrics_job,
+        histogram_buckets=config.histogram_buckets,
+        handler=pushgateway_handler(environ),
+        ignore_exceptions=config.ignore_exceptions,
+        grouping_key=grouping_key(config.namespace, config.name, config.uid),
+        prefix=config.metrics_prefix,
+    )
+
+
+def pushgateway_handler(environ: Mapping[str, str]) -> Handler | None:
+    """Basic auth for the Pushgateway when the pod has the auth secret's username (and password)."""
+    username, password = environ.get(PUSHGATEWAY_USERNAME_ENV), environ.get(PUSHGATEWAY_PASSWORD_ENV)
+    if not username:
+        return None
+
+    def handler(url: str, method: str, timeout: float | None, headers: Any, data: bytes) -> Any:
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return handler
