@@ -101,14 +101,12 @@ def build_pod_spec(training: MnistTraining, config: Config) -> dict[str, Any]:
 
 
 def build_trainer_container(training: MnistTraining, config: Config) -> dict[str, Any]:
-    env = pod_env(training, default_pushgateway_url=config.pushgateway_url)
-    env += [{"name": k, "value": v} for k, v in sorted(config.extra_env.items())]
     return {
         "name": TRAINER_CONTAINER,
         "image": training.spec.image or config.trainer_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": list(config.trainer_command),
-        "env": env,
+        "env": pod_env(training, default_pushgateway_url=config.pushgateway_url),
         "resources": build_resources(training),
         "volumeMounts": [
             {"name": "data", "mountPath": DATA_MOUNT_PATH},

@@ -58,7 +58,6 @@ class Config:
     leader_election_namespace: str | None = None
     leader_election_lease: str = "mnist-operator"
     lease_duration_seconds: float = 15.0
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Config":

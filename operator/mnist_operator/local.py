@@ -36,6 +36,7 @@ from mnist_api.env import trainer_config
 from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
 
 from . import printer
+from .clock import utc_now
 from .naming import TRAINER_CONTAINER
 from .pushgateway import parse_groups
 from .reducer import MetricsView, reduce_status
@@ -246,10 +247,6 @@ def read_metrics(pushgateway_url: str | None, training: MnistTraining) -> Metric
         return MetricsView({}, reachable=False, error=f"cannot read {pushgateway_url}: {error}")
     meta = training.metadata
     return MetricsView(parse_groups(groups).get((meta.namespace, meta.name, meta.uid or LOCAL_UID), {}))
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LiveTable:

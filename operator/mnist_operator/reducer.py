@@ -3,13 +3,19 @@
 Each condition is looked up by type, never by position, and keeps its lastTransitionTime while its status
 does not change. Figures pushed by the trainer survive a Pushgateway that forgot them (a restart):
 when no metrics are found the previous status' figures stay.
+
+The status is built through the contract's ``MnistTrainingStatus`` (the model the CRD's schema is
+generated from), by field name, and handed back as the API server stores it: camelCase aliases, no
+``None``. A field the model does not have fails at once (``extra="forbid"``, at every level) instead of
+being pruned without a word by the API server; keys of the previous status are read through the model's
+aliases too.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mnist_api import ConditionType, MnistTraining, Phase, describe_exit_code
+from mnist_api import Condition, ConditionType, MnistTraining, MnistTrainingStatus, Phase, describe_exit_code
 from mnist_api.layout import MODEL_KERAS_FILE
 from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
 
@@ -22,6 +28,9 @@ WAITING_PROBLEMS = IMAGE_PULL_REASONS | {
     "CreateContainerError",
     "CrashLoopBackOff",
 }
+# The keys the API server stores each field under, by field name; a name the model lacks is a KeyError.
+_STATUS_KEYS = {name: field.alias or name for name, field in MnistTrainingStatus.model_fields.items()}
+_CONDITION_KEYS = {name: field.alias or name for name, field in Condition.model_fields.items()}
 
 
 @dataclass(frozen=True)
@@ -51,30 +60,43 @@ def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's orde
     previous = previous or {}
     outcome = job_outcome(job, pods)
     latest_pod = _latest(pods)
-    status: dict[str, Any] = {
-        "phase": outcome.phase.value,
+    fields: dict[str, Any] = {
+        "phase": outcome.phase,
         "epochs": training.spec.epochs,
-        "observedGeneration": training.metadata.generation,
+        "observed_generation": training.metadata.generation,
         "message": outcome.message,
     }
-    status.update(_figures(training, metrics, previous))
-    status["progress"] = f"{status.get('epoch') or 0}/{training.spec.epochs}"
+    fields.update(_figures(training, metrics, previous))
+    fields["progress"] = f"{fields.get('epoch') or 0}/{training.spec.epochs}"
     if job is not None:
         job_status = job.get("status") or {}
-        status["jobName"] = job["metadata"]["name"]
-        status["attempts"] = int(job_status.get("failed", 0)) + int(
+        fields["job_name"] = job["metadata"]["name"]
+        fields["attempts"] = int(job_status.get("failed", 0)) + int(
             bool(job_status.get("active") or job_status.get("succeeded"))
         )
-        status["startTime"] = job_status.get("startTime")
-        status["completionTime"] = job_status.get("completionTime") or _condition_time(job, "Failed")
+        fields["start_time"] = job_status.get("startTime")
+        fields["completion_time"] = job_status.get("completionTime") or _condition_time(job, "Failed")
     if latest_pod is not None:
-        status["podName"] = latest_pod["metadata"]["name"]
+        fields["pod_name"] = latest_pod["metadata"]["name"]
     claim = training.spec.output.claim_name
     if outcome.phase is Phase.SUCCEEDED and claim:
         meta = training.metadata
-        status["modelPath"] = f"pvc://{claim}/{meta.namespace}/{meta.name}/{MODEL_KERAS_FILE}"
-    status["conditions"] = _conditions(training, job, outcome, metrics, previous, now)
-    return {key: value for key, value in status.items() if value is not None}
+        fields["model_path"] = f"pvc://{claim}/{meta.namespace}/{meta.name}/{MODEL_KERAS_FILE}"
+    fields["conditions"] = _conditions(training, job, outcome, metrics, previous, now)
+    return stored_status(fields)
+
+
+def stored_status(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The status document the API server would store for ``fields`` (``MnistTrainingStatus`` field
+    names, conditions as ``Condition`` field names): validated by the model, dumped as JSON values of its
+    types (a float figure the API server handed back as ``1`` is ``1.0`` again) under the model's
+    aliases, with ``None`` left out. A name the model lacks, at any level, raises ValidationError."""
+    status = MnistTrainingStatus.model_validate(fields, extra="forbid", by_alias=False, by_name=True)
+    document = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Keys in the order of ``fields`` (the model's own order is its declarations'), so the JSON written
+    # stays what it was before the model built it.
+    keys = (_STATUS_KEYS[name] for name in fields)
+    return {key: document[key] for key in keys if key in document} | document
 
 
 def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Outcome:
@@ -92,6 +114,7 @@ def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
         waiting = _trainer_state(latest).get("waiting") or {}
         if waiting.get("reason") in WAITING_PROBLEMS:
             return Outcome(Phase.PENDING, waiting["reason"], waiting.get("message") or waiting["reason"])
+        # Pod phases (and the Job's condition types) are Kubernetes' strings, not our Phase.
         pod_phase = (latest.get("status") or {}).get("phase")
         if pod_phase == "Running":
             return Outcome(Phase.RUNNING, "TrainerRunning", f"pod {latest['metadata']['name']} is training")
@@ -146,12 +169,12 @@ def _figures(
         "epoch": (TRAIN_STAGE, "epochs_count"),
         "accuracy": (TRAIN_STAGE, "accuracy"),
         "loss": (TRAIN_STAGE, "loss"),
-        "valAccuracy": (TRAIN_STAGE, "val_accuracy"),
-        "valLoss": (TRAIN_STAGE, "val_loss"),
-        "elapsedSeconds": (TRAIN_STAGE, "elapsed_time_seconds"),
-        "modelParameters": (TRAIN_STAGE, "model_parameters_count"),
-        "testAccuracy": (TEST_STAGE, "accuracy"),
-        "testLoss": (TEST_STAGE, "loss"),
+        "val_accuracy": (TRAIN_STAGE, "val_accuracy"),
+        "val_loss": (TRAIN_STAGE, "val_loss"),
+        "elapsed_seconds": (TRAIN_STAGE, "elapsed_time_seconds"),
+        "model_parameters": (TRAIN_STAGE, "model_parameters_count"),
+        "test_accuracy": (TEST_STAGE, "accuracy"),
+        "test_loss": (TEST_STAGE, "loss"),
     }
     prefix = training.spec.metrics.prefix
     values = metrics.values if metrics is not None else {}
@@ -159,11 +182,11 @@ def _figures(
     for field, (stage, name) in names.items():
         value = values.get(metric_name(prefix, stage, name))
         if value is None:
-            figures[field] = previous.get(field)
-        elif field in ("epoch", "modelParameters"):
+            figures[field] = previous.get(_STATUS_KEYS[field])
+        elif field in ("epoch", "model_parameters"):
             figures[field] = int(value)
         else:
-            figures[field] = round(float(value), 1 if field == "elapsedSeconds" else FIGURE_DIGITS)
+            figures[field] = round(float(value), 1 if field == "elapsed_seconds" else FIGURE_DIGITS)
     return figures
 
 
@@ -217,12 +240,13 @@ def _conditions(  # noqa: PLR0917
                 "spec.output.claimName is unset: the model is written to an emptyDir and lost with the pod",
             )
         )
-    before = {c.get("type"): c for c in previous.get("conditions") or []}
+    type_key, status_key, time_key = (_CONDITION_KEYS[k] for k in ("type", "status", "last_transition_time"))
+    before = {c.get(type_key): c for c in previous.get(_STATUS_KEYS["conditions"]) or []}
     conditions = []
     for kind, is_true, reason, message in wanted:
         status = "True" if is_true else "False"
         old = before.get(str(kind)) or {}
-        changed = old.get("status") != status
+        changed = old.get(status_key) != status
         conditions.append(
             {
                 "type": str(kind),
@@ -231,13 +255,11 @@ def _conditions(  # noqa: PLR0917
                 if is_true or kind in _EXPLAINED_WHEN_FALSE
                 else _NOT_YET[ConditionType(kind)],
                 "message": message if is_true or kind in _EXPLAINED_WHEN_FALSE else "",
-                "lastTransitionTime": now
-                if changed or not old.get("lastTransitionTime")
-                else old["lastTransitionTime"],
-                "observedGeneration": training.metadata.generation,
+                "last_transition_time": now if changed or not old.get(time_key) else old[time_key],
+                "observed_generation": training.metadata.generation,
             }
         )
-    return [{k: v for k, v in c.items() if v is not None} for c in conditions]
+    return conditions
 
 
 _EXPLAINED_WHEN_FALSE = {

@@ -25,9 +25,6 @@ class Store:
     def __init__(self) -> None:
         self._entries: dict[Key, Tracked] = {}
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def get(self, key: Key) -> Tracked | None:
         return self._entries.get(key)
 

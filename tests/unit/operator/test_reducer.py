@@ -2,9 +2,14 @@
 
 from typing import Any
 
-from mnist_api import load_manifests
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from mnist_api import Condition, MnistTrainingStatus, Phase, load_manifests
 from mnist_operator.pushgateway import parse_groups
-from mnist_operator.reducer import MetricsView, reduce_status
+from mnist_operator.reducer import MetricsView, reduce_status, stored_status
 
 NOW, LATER = "2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"
 
@@ -242,3 +247,166 @@ def test_pushgateway_groups_parse_into_runs() -> None:
         },
     ]
     assert parse_groups(groups) == {("ml", "digits", "u-1"): {"gangplank_train_loss": 0.5}}
+
+
+# -- the status is the contract's model --------------------------------------------------------------
+def test_the_status_is_built_through_the_model_and_stored_under_its_aliases() -> None:
+    fields = {
+        "phase": Phase.RUNNING,
+        "job_name": "digits-trainer",
+        "pod_name": None,
+        "conditions": [
+            {"type": "Created", "status": "True", "reason": "JobCreated", "last_transition_time": NOW}
+        ],
+    }
+    assert stored_status(fields) == {
+        "phase": "Running",
+        "jobName": "digits-trainer",
+        "conditions": [
+            {
+                "type": "Created",
+                "status": "True",
+                "reason": "JobCreated",
+                "message": "",
+                "lastTransitionTime": NOW,
+            }
+        ],
+    }
+    assert type(stored_status(fields)["phase"]) is str  # JSON, not the enum
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"jobname": "digits-trainer"},  # a misspelt field
+        {"jobName": "digits-trainer"},  # the wire's spelling: the reducer speaks the model's field names
+        {
+            "conditions": [
+                {"type": "Created", "status": "True", "reason": "JobCreated", "lastTransitionTime": NOW}
+            ]
+        },
+    ],
+)
+def test_a_key_the_model_lacks_fails_at_once(fields: dict[str, Any]) -> None:
+    # A real API server would prune it without a word (the CRD's schema is generated from the model).
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        stored_status(fields)
+
+
+TRAININGS = [
+    training(spec)
+    for spec in ("{epochs: 4}", "{epochs: 2, output: {claimName: models}}", "{metrics: {prefix: acme}}")
+]
+TIMES = st.sampled_from(["2026-11-23T09:00:00Z", NOW, LATER])
+TEXTS = st.one_of(st.none(), st.sampled_from(["", "mirror down", "line 1\nline 2"]))
+JOB_CONDITIONS = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["Complete", "Failed", "FailureTarget", "Suspended"]),
+        "status": st.sampled_from(["True", "False"]),
+        "reason": st.sampled_from(
+            [None, "PodFailurePolicy", "BackoffLimitExceeded", "DeadlineExceeded", "CompletionsReached"]
+        ),
+        "message": TEXTS,
+        "lastTransitionTime": TIMES,
+    }
+)
+JOBS = st.one_of(
+    st.none(),
+    st.builds(
+        lambda suspend, status: {
+            "metadata": {"name": "digits-trainer"},
+            "spec": {"suspend": suspend},
+            "status": status,
+        },
+        st.sampled_from([None, False, True]),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "failed": st.integers(0, 3),
+                "active": st.integers(0, 1),
+                "succeeded": st.integers(0, 1),
+                "startTime": TIMES,
+                "completionTime": TIMES,
+                "conditions": st.lists(JOB_CONDITIONS, max_size=3),
+            },
+        ),
+    ),
+)
+CONTAINER_STATES = st.one_of(
+    st.just({}),
+    st.just({"running": {}}),
+    st.builds(
+        lambda reason, message: {"waiting": {"reason": reason, "message": message}},
+        st.sampled_from(["ImagePullBackOff", "CrashLoopBackOff", "ContainerCreating"]),
+        TEXTS,
+    ),
+    st.builds(
+        lambda code, reason, message: {
+            "terminated": {"exitCode": code, "reason": reason, "message": message}
+        },
+        st.sampled_from([0, 1, 2, 64, 65, 66, 70, 137, 143]),
+        st.sampled_from([None, "Error", "OOMKilled", "Completed"]),
+        TEXTS,
+    ),
+)
+PODS = st.lists(
+    st.builds(
+        lambda name, created, phase, state, evicted: {
+            "metadata": {"name": name, "creationTimestamp": created},
+            "status": {
+                "phase": phase,
+                "containerStatuses": [{"name": "trainer", "state": state}],
+                **({"reason": "Evicted", "message": "node pressure"} if evicted else {}),
+            },
+        },
+        st.sampled_from(["p1", "p2", "p3"]),
+        TIMES,
+        st.sampled_from(["Pending", "Running", "Succeeded", "Failed"]),
+        CONTAINER_STATES,
+        st.booleans(),
+    ),
+    max_size=3,
+)
+FIGURE_NAMES = [
+    f"{prefix}_{name}"
+    for prefix in ("gangplank", "acme")
+    for name in (
+        "train_epochs_count",
+        "train_accuracy",
+        "train_loss",
+        "train_val_accuracy",
+        "train_val_loss",
+        "train_elapsed_time_seconds",
+        "train_model_parameters_count",
+        "test_accuracy",
+        "test_loss",
+    )
+]
+METRICS = st.one_of(
+    st.none(),
+    st.builds(
+        lambda error: MetricsView({}, False, error), st.one_of(st.none(), st.just("connection refused"))
+    ),
+    st.builds(MetricsView, st.dictionaries(st.sampled_from(FIGURE_NAMES), st.floats(0, 1e6), max_size=9)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(TRAININGS),
+    st.lists(st.tuples(JOBS, PODS, METRICS, TIMES), min_size=1, max_size=3),
+)
+def test_every_key_written_at_every_level_is_a_field_of_the_model(
+    resource: Any, steps: list[tuple[Any, Any, MetricsView | None, str]]
+) -> None:
+    status_keys = {field.alias for field in MnistTrainingStatus.model_fields.values()}
+    condition_keys = {field.alias for field in Condition.model_fields.values()}
+    previous: dict[str, Any] | None = None
+    for job_, pods, metrics, now in steps:
+        status = reduce_status(resource, job_, pods, metrics, previous, now)
+        assert set(status) <= status_keys
+        assert all(set(c) <= condition_keys for c in status["conditions"])
+        # What the API server would store (its schema is the model's) is exactly what was written.
+        stored = MnistTrainingStatus.model_validate(status, extra="forbid", by_alias=True, by_name=False)
+        assert stored.model_dump(mode="json", by_alias=True, exclude_none=True) == status
+        previous = status
