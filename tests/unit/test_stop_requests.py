@@ -1,6 +1,5 @@
 """Stop signals: raised at once in pure Python, only at safe points while TensorFlow runs."""
 
-import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -27,13 +26,13 @@ def stops() -> Iterator[StopRequests]:
 @pytest.mark.parametrize("signum", STOP_SIGNALS)
 def test_outside_tensorflow_a_signal_stops_at_once(stops: StopRequests, signum: signal.Signals) -> None:
     with pytest.raises(Interrupted, match=signum.name):
-        os.kill(os.getpid(), signum)
+        signal.raise_signal(signum)
         pytest.fail("the handler did not raise")
 
 
 def test_while_deferred_a_signal_is_only_recorded_until_the_next_check(stops: StopRequests) -> None:
     with stops.deferred():
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
         assert stops.requested_by == "SIGTERM"
         with pytest.raises(Interrupted, match="SIGTERM"):
             stops.check()
@@ -41,18 +40,18 @@ def test_while_deferred_a_signal_is_only_recorded_until_the_next_check(stops: St
 
 def test_work_that_finished_after_the_signal_is_not_undone(stops: StopRequests) -> None:
     with stops.deferred():
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
     assert stops.requested_by == "SIGTERM"  # no raise at the block's end
 
 
 def test_at_once_inside_deferred_raises_immediately_and_on_entry(stops: StopRequests) -> None:
     with stops.deferred():
         with pytest.raises(Interrupted), stops.at_once():
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
             pytest.fail("the handler did not raise")
         with pytest.raises(Interrupted), stops.at_once():
             pytest.fail("a request already recorded must stop before the block runs")
-        os.kill(os.getpid(), signal.SIGINT)  # deferred again after the inner block
+        signal.raise_signal(signal.SIGINT)  # deferred again after the inner block
         assert stops.requested_by == "SIGINT"
 
 
@@ -82,7 +81,7 @@ class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.events.append(("batch", self.epoch, batch))
         if (self.epoch, batch) == self.signal_after:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.events.append(("epoch_end", epoch, -1))
