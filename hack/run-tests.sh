@@ -12,7 +12,8 @@ fi
 # The images the real test nodes run (trainer, operator, Pushgateway, pause): built once from the
 # Dockerfiles, then cached by a hash of their inputs; a warm check takes under a second.
 bash hack/build-images.sh >/dev/null || { echo "run-tests: hack/build-images.sh failed" >&2; exit 1; }
-.venv/bin/python -m pytest "$@"
+# Two workers: the real-cluster tests in one (tests/conftest.py groups them), everything else in the other.
+.venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
 code=$?
 if [ "$code" -eq 5 ]; then
   echo "run-tests: pytest collected no tests; failing" >&2

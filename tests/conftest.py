@@ -18,6 +18,16 @@ from tests.support.mnist_data import synthetic_mnist, write_idx_quartet, write_n
 from tests.support.servers import Mirror, Pushgateway, serve_directory, start_pushgateway, trainer_environment
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With two workers (hack/run-tests.sh runs ``pytest -n 2 --dist loadgroup``), every test on the real
+    cluster goes to one worker, in file order: they share its nodes (a session fixture), and most of their
+    time is spent waiting on Kubernetes (pod starts, a Job's back-off between attempts), which the other
+    worker fills with the CPU-bound tiers."""
+    for item in items:
+        if item.get_closest_marker("k8s") or item.nodeid.startswith("tests/k8s/"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
 @pytest.fixture(scope="session")
 def synthetic_arrays() -> dict[str, npt.NDArray[np.uint8]]:
     return synthetic_mnist()
