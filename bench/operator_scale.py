@@ -69,8 +69,8 @@ REPO = Path(__file__).resolve().parent.parent
 # The Pushgateway launcher of the test tiers is reused as is; it lives in the repository, not in a package.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from tests.k8s.binaries import BinariesMissingError, locate, pinned_versions  # noqa: E402
-from tests.k8s.controlplane import ControlPlane  # noqa: E402
+from tests.support.k8s.binaries import BinariesMissingError, locate, pinned_versions  # noqa: E402
+from tests.support.k8s.controlplane import ControlPlane  # noqa: E402
 from tests.support.servers import Pushgateway, start_pushgateway  # noqa: E402
 
 NAMESPACE = "bench"

@@ -1,6 +1,6 @@
 """The real control plane as the API server of the operator benchmark.
 
-A fresh etcd + kube-apiserver + kube-controller-manager + kube-scheduler per run (tests/k8s/controlplane.py,
+A fresh etcd + kube-apiserver + kube-controller-manager + kube-scheduler per run (tests/support/k8s/controlplane.py,
 about 4 s to start), with the CRD from manifests/crd.yaml, so the operator meets schema validation,
 defaulting, real resourceVersions, the job controller creating pods, and garbage collection. No node
 agent: the Jobs' pods stay Pending (unschedulable), which costs the control plane what a full cluster's

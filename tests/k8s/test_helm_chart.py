@@ -26,12 +26,13 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.k8s.controlplane import ControlPlane
+from tests.support.k8s.helm import CHART, RELEASE, RENDER_NAMESPACE, Doc, Helm
+from tests.support.k8s.helpers import create_namespace, wait_for
+from tests.support.k8s.incluster import ClusterMirror, start_pushgateway
+from tests.support.k8s.operator_support import apply, sample_training, training_status, wait_for_phase
+
 from .conftest import Cluster
-from .controlplane import ControlPlane
-from .helm import CHART, RELEASE, RENDER_NAMESPACE, Doc, Helm
-from .helpers import create_namespace, wait_for
-from .incluster import ClusterMirror, start_pushgateway
-from .operator_support import apply, sample_training, training_status, wait_for_phase
 
 pytestmark = pytest.mark.k8s
 

@@ -5,8 +5,7 @@ The benchmark starts control planes of its own from the same pinned binaries (MN
 from pathlib import Path
 
 from tests.support.bench import assert_counts, run_operator_scale
-
-from .binaries import Binaries
+from tests.support.k8s.binaries import Binaries
 
 
 def test_the_operator_scale_benchmark_completes_on_a_real_control_plane(

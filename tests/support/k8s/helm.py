@@ -5,14 +5,15 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .controlplane import ControlPlane
+if TYPE_CHECKING:  # for annotations only: rendering a chart needs no kubernetes client
+    from .controlplane import ControlPlane
 
 Doc = dict[str, Any]
-CHART = Path(__file__).resolve().parents[2] / "charts" / "mnist-operator"
+CHART = Path(__file__).resolve().parents[3] / "charts" / "mnist-operator"
 RELEASE = "mnist-operator"  # contains the chart name, so objects are called plainly `mnist-operator`
 RENDER_NAMESPACE = "mnist-operator"
 

@@ -8,7 +8,7 @@ import pytest
 from mnist_api import ManifestError, MnistTraining, load_manifest_file, load_manifests
 from mnist_api.metrics import HISTOGRAM_WEIGHT_BUCKETS_0_3
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HEADER = "apiVersion: training.mnist-operator.io/v1alpha1\nkind: MnistTraining\nmetadata: {name: t}\n"
 
 

@@ -9,7 +9,7 @@ from mnist_api import API_VERSION, KIND, MnistTraining, ObjectMeta
 from mnist_api.crd import build_crd, render_crd
 from mnist_api.spec import MnistTrainingSpec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:

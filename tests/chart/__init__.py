@@ -1,0 +1,1 @@
+"""The Helm chart (charts/mnist-operator) on its own: its CRD copy."""
