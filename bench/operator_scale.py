@@ -5,7 +5,8 @@ For each tier and scale point N two operators go through the same harness, each 
 a fresh API server (a kmock emulator in this process, or etcd + kube-apiserver + controller manager +
 scheduler) and a fresh Prometheus Pushgateway:
 
-* ``baseline``: bench/harness/baseline_operator.py, kopf POSTing a bare Job per resource and nothing else;
+* ``baseline``: ``python -m bench.harness.baseline_operator``, kopf POSTing a bare Job per resource and
+  nothing else;
 * ``ours``: ``python -m mnist_operator run``, the real operator.
 
 Per run: time from the first POST until all N Jobs exist; create-to-Job latency p50/p99/max (both ends
@@ -21,17 +22,15 @@ O(requests so far) and O(objects) per request, which made the emulator the thing
 default, with resourceVersions stamped on writes as a real API server does (without them kopf re-runs
 create handlers; ``--no-resource-versions`` shows that). See bench/harness/ and bench/README.md.
 
-    python bench/operator_scale.py [--tiers kmock,k8s] [--resources 10,100,1000] [--poll-interval 1] \
+    python -m bench.operator_scale [--tiers kmock,k8s] [--resources 10,100,1000] [--poll-interval 1] \
         [--json bench/results/operator_scale.json]    # the k8s tier writes operator_scale_k8s.json
 """
 
 import argparse
 import asyncio
 import atexit
-import json
 import math
 import os
-import platform
 import random
 import shutil
 import signal
@@ -48,9 +47,12 @@ from typing import Any
 
 import aiohttp
 import kmock
-from harness import baseline_operator
-from harness.cluster import HARNESS_USER, OPERATOR_USER, ClusterRecorder, audit_flags, harness_ssl
-from harness.emulator import (
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from bench import _common as common
+from bench.harness import baseline_operator
+from bench.harness.cluster import HARNESS_USER, OPERATOR_USER, ClusterRecorder, audit_flags, harness_ssl
+from bench.harness.emulator import (
     JOBS,
     TRAININGS,
     TimedEmulator,
@@ -58,20 +60,15 @@ from harness.emulator import (
     training_body,
     write_kubeconfig,
 )
-from harness.process import OperatorProcess
-from harness.recording import HARNESS_HEADER, RecordQueries
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
-
+from bench.harness.process import OperatorProcess
+from bench.harness.recording import HARNESS_HEADER, RecordQueries
 from mnist_api.metrics import DEFAULT_JOB, DEFAULT_PREFIX, TRAIN_STAGE, grouping_key, metric_name
 from mnist_api.resource import GROUP, PLURAL, VERSION
+from tests.support.k8s.binaries import BinariesMissingError, locate, pinned_versions
+from tests.support.k8s.controlplane import ControlPlane
+from tests.support.servers import Pushgateway, start_pushgateway
 
-REPO = Path(__file__).resolve().parent.parent
-# The Pushgateway launcher of the test tiers is reused as is; it lives in the repository, not in a package.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-from tests.support.k8s.binaries import BinariesMissingError, locate, pinned_versions  # noqa: E402
-from tests.support.k8s.controlplane import ControlPlane  # noqa: E402
-from tests.support.servers import Pushgateway, start_pushgateway  # noqa: E402
+REPO = common.REPO_ROOT
 
 NAMESPACE = "bench"
 WARMUP_NAMESPACE = "bench-warmup"
@@ -79,11 +76,11 @@ KINDS = ("baseline", "ours")
 TIERS = ("kmock", "k8s")
 TIER_TITLES = {"kmock": "kmock tier", "k8s": "real control plane"}
 CRD = REPO / "manifests" / "crd.yaml"
+# The library versions the results files record: what the operators' cost depends on.
+VERSIONS = ("kopf", "kmock", "kubernetes", "aiohttp", "prometheus-client", "pydantic")
 MIB = 1024
 EPOCH_METRIC = metric_name(DEFAULT_PREFIX, TRAIN_STAGE, "epochs_count")  # gangplank_train_epochs_count
 _GATEWAYS: list[Pushgateway] = []  # stopped at exit whatever path the interpreter takes
-# Other work may share the machine; its load at the start and end goes into the results with the figures.
-_LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
 
 
 @atexit.register
@@ -136,16 +133,6 @@ class RunResult:
 
 
 # -- small helpers ----------------------------------------------------------------------------------
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100); enough for a latency summary."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 async def wait_for(
     check: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] | None = None
 ) -> None:
@@ -213,7 +200,7 @@ def operator_command(kind: str, profile: Path | None = None) -> list[str]:
         python += ["-m", "cProfile", "-o", str(profile)]
     if kind == "ours":
         return [*python, "-m", "mnist_operator", "run"]
-    return [*python, str(Path(baseline_operator.__file__).resolve())]
+    return [*python, "-m", baseline_operator.__name__]  # run from the repository root (cwd=REPO)
 
 
 def operator_env(kubeconfig: Path, gateway: Pushgateway, poll_interval: float) -> dict[str, str]:
@@ -291,7 +278,7 @@ async def measure_push_lag(h: Harness, run: RunResult) -> None:
         alive=alive,
     )
     lags = [observed.epochs[NAMESPACE, n, 1] - at for (n, _), at in zip(runs, pushed, strict=True)]
-    run.burst_lag_p50_s, run.burst_lag_max_s = round(percentile(lags, 50), 3), round(max(lags), 3)
+    run.burst_lag_p50_s, run.burst_lag_max_s = round(common.median(lags), 3), round(max(lags), 3)
 
     rng = random.Random(1)  # the same phases every run, so runs compare
     picks = rng.sample(runs, min(h.args.lag_samples, len(runs)))
@@ -307,7 +294,7 @@ async def measure_push_lag(h: Harness, run: RunResult) -> None:
         )
         single.append(observed.epochs[NAMESPACE, name, 2] - at)
     run.push_lag_samples = len(single)
-    run.push_lag_p50_s = round(percentile(single, 50), 3)
+    run.push_lag_p50_s = round(common.median(single), 3)
     run.push_lag_max_s = round(max(single), 3)
 
 
@@ -481,8 +468,8 @@ async def measure(h: Harness, run: RunResult) -> None:
         latencies.append(job_at - observed.created[trainings_plural, NAMESPACE, name])
     last_job = max(at for (p, ns, _), at in observed.created.items() if p == jobs_plural and ns == NAMESPACE)
     run.time_to_all_jobs_s = round(last_job - started, 3)
-    run.latency_p50_ms = round(1000 * percentile(latencies, 50), 1)
-    run.latency_p99_ms = round(1000 * percentile(latencies, 99), 1)
+    run.latency_p50_ms = round(1000 * common.median(latencies), 1)
+    run.latency_p99_ms = round(1000 * common.percentile(latencies, 0.99, interpolate=True), 1)
     run.latency_max_ms = round(1000 * max(latencies), 1)
     run.cpu_create_s = round((proc.cpu() or 0.0) - cpu_start, 2)
     run.harness_cpu_create_s = round(time.process_time() - harness_cpu_start, 2)
@@ -653,45 +640,29 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
+def machine(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared machine facts, plus what this benchmark's figures also depend on: the Kubernetes release
+    and the commit (with whether the operator or the API had local changes)."""
 
     def git(*argv: str) -> str:
         done = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=False)
         return done.stdout.strip()
 
     return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(mem_kib / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "kopf": _version("kopf"),
-        "kmock": _version("kmock"),
+        **common.machine(),
+        "kubernetes": args.kubernetes_version,
         "commit": git("rev-parse", "--short", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--", "operator", "api")),
-        "loadavg_start": _LOAD_AT_START,
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 # -- main ------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.operator_scale",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     scale = os.environ.get("MNIST_BENCH_SCALE") or "10,100,1000"  # `make bench BENCH_SCALE=...`
     parser.add_argument("--tiers", default=",".join(TIERS), help="kmock, k8s (real control plane) or both")
     parser.add_argument("--resources", default=scale, help="scale points, comma-separated")
@@ -700,7 +671,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json",
         type=Path,
-        default=REPO / "bench/results/operator_scale.json",
+        default=common.RESULTS_DIR / "operator_scale.json",
         help="kmock tier's results; the k8s tier's go next to it with a _k8s suffix",
     )
     parser.add_argument("--concurrency", type=int, default=16, help="parallel POSTs of the harness")
@@ -797,8 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"logs in {workdir}", file=sys.stderr)
     elapsed = time.monotonic() - started
-    info = machine()
-    info["kubernetes"] = args.kubernetes_version
+    info = machine(args)
     failed: list[str] = []
     for tier, results in by_tier.items():
         print(table(tier, results, args))
@@ -807,11 +777,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in verdicts:
             print("  " + line)
         if args.json:
-            path = results_path(args, tier)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                json.dumps(_finite(document(tier, results, verdicts, info, args)), indent=2, default=str)
-                + "\n"
+            path = common.write_results(
+                "operator_scale",
+                document(tier, results, verdicts, info, args),
+                results_path(args, tier),
+                versions=VERSIONS,
             )
             print(f"JSON: {path}")
         print()
@@ -823,11 +793,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not run.ok
         ]
     kubernetes = f", Kubernetes {info['kubernetes']}" if info["kubernetes"] else ""
+    versions = common.library_versions(VERSIONS)
     print(
-        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_gib']} GiB RAM; "
-        f"kopf {info['kopf']}, kmock {info['kmock']}{kubernetes}, Python {info['python']}; "
-        f"commit {info['commit']}{' + local changes' if info['dirty'] else ''}; load average "
-        f"{info['loadavg_start'][0]} at start, {info['loadavg_end'][0]} at end; run took {elapsed:.0f} s"
+        f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['mem_gib']} GiB RAM; "
+        f"kopf {versions.get('kopf', '?')}, kmock {versions.get('kmock', '?')}{kubernetes}, "
+        f"Python {info['python']}; commit {info['commit']}{' + local changes' if info['dirty'] else ''}; "
+        f"load average {common.LOAD_AT_START[0]} at start, {info['load_average'][0]} at end; "
+        f"run took {elapsed:.0f} s"
     )
     if failed and not args.only:
         print("runs that did not complete: " + ", ".join(failed), file=sys.stderr)
@@ -838,9 +810,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def document(
     tier: str, results: Results, verdicts: list[str], info: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
+    """The results file's figures (``common.write_results`` adds the command, the time and the versions)."""
     skip = ("json", "counts", "binaries", "tier_list")
     return {
-        "benchmark": "operator_scale",
         "tier": tier,
         "machine": info,
         "settings": {k: v for k, v in vars(args).items() if k not in skip and not callable(v)}
@@ -862,17 +834,6 @@ def document(
             for count, pair in results.items()
         },
     }
-
-
-def _finite(value: Any) -> Any:
-    """NaN ("not measured") as null: json.dumps would write NaN, which is not JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ kopf itself, the kubernetes client and kmock. It is set up like the real operato
 otherwise differ for no reason of their own (login, bookkeeping in annotations, watch timeouts, posting
 level), so ``ours / baseline`` measures what our handlers add.
 
-Run: ``python bench/harness/baseline_operator.py`` with KUBECONFIG set (the benchmark does this).
+Run: ``python -m bench.harness.baseline_operator`` from the repository root, with KUBECONFIG set (the
+benchmark does this).
 """
 
 import asyncio

@@ -1,4 +1,4 @@
-"""``bench/operator_scale.py`` on the real control plane still runs end to end (no timing is asserted).
+"""``python -m bench.operator_scale`` on the real control plane still runs end to end (no timing is asserted).
 
 The benchmark starts control planes of its own from the same pinned binaries (MNIST_K8S_BIN)."""
 

@@ -1,4 +1,4 @@
-"""``bench/operator_scale.py`` on its kmock tier still runs end to end (no timing is asserted)."""
+"""``python -m bench.operator_scale`` on its kmock tier still runs end to end (no timing is asserted)."""
 
 from pathlib import Path
 

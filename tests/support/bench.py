@@ -1,4 +1,5 @@
-"""Running ``bench/operator_scale.py`` small, as the tests that keep ``make bench`` working do.
+"""Running the operator benchmark (``python -m bench.operator_scale``) small, as the tests that keep
+``make bench`` working do.
 
 A benchmark is not a test, and these tests assert no timing: they run the harness at a few resources
 and check that every run completed and that the counts it reports (Jobs, Job POSTs, status epochs,
@@ -13,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "bench" / "operator_scale.py"
+MODULE = "bench.operator_scale"
 
 
 def run_operator_scale(
     tier: str, resources: int, results: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> dict[str, Any]:
     """Both operators at one scale point on ``tier``; returns the tier's results document."""
-    argv = [sys.executable, str(SCRIPT), "--tiers", tier, "--resources", str(resources)]
+    argv = [sys.executable, "-m", MODULE, "--tiers", tier, "--resources", str(resources)]
     argv += ["--window", "3", "--lag-samples", "2", "--json", str(results)]
     done = subprocess.run(
         argv,
@@ -31,7 +32,7 @@ def run_operator_scale(
         timeout=timeout,
         check=False,
     )
-    assert done.returncode == 0, f"operator_scale.py exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"{MODULE} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     path = results if tier == "kmock" else results.with_name(f"{results.stem}_{tier}{results.suffix}")
     document: dict[str, Any] = json.loads(path.read_text())
     assert document["tier"] == tier
