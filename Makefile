@@ -46,8 +46,8 @@ docs: setup
 
 # Every benchmark, bench/[!_]*.py (bench/_*.py and bench/harness/ are helpers), run as a module from the
 # repository root: `python -m bench.<name>`. Each prints ratios against a baseline measured in the same
-# run and writes bench/results/<name>.json. The operator's scale points:
-# `make bench BENCH_SCALE=10,100` (default 10,100,1000, on kmock and on the real control plane).
+# run and writes bench/results/<name>.json. The operator's scale points on the real control plane:
+# `make bench BENCH_SCALE=10,100` (default 10,100,1000).
 BENCH_SCALE ?=
 bench: setup k8s-binaries
 	@for script in bench/[!_]*.py; do \
