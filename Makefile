@@ -44,13 +44,15 @@ crd: setup
 docs: setup
 	$(PY) -m mnist_api.reference > docs/spec-reference.md
 
-# Every bench/*.py script (bench/_*.py are shared helpers); each prints ratios against a baseline
-# measured in the same run and writes bench/results/<name>.json. The operator's scale points:
-# `make bench BENCH_SCALE=10,100` (default 10,100,1000, on kmock and on the real control plane).
+# Every benchmark, bench/[!_]*.py (bench/_*.py and bench/harness/ are helpers), run as a module from the
+# repository root: `python -m bench.<name>`. Each prints ratios against a baseline measured in the same
+# run and writes bench/results/<name>.json. The operator's scale points on the real control plane:
+# `make bench BENCH_SCALE=10,100` (default 10,100,1000).
 BENCH_SCALE ?=
 bench: setup k8s-binaries
 	@for script in bench/[!_]*.py; do \
-		echo "== $$script"; MNIST_BENCH_SCALE=$(BENCH_SCALE) $(PY) $$script || exit 1; \
+		module="bench.$$(basename "$$script" .py)"; \
+		echo "== python -m $$module"; MNIST_BENCH_SCALE=$(BENCH_SCALE) $(PY) -m "$$module" || exit 1; \
 	done
 
 k8s-binaries:

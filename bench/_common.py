@@ -1,5 +1,6 @@
-"""Helpers shared by the trainer benchmarks (``trainer_overhead``, ``time_to_accuracy``, ``exporter``,
-``local_startup``): machine facts, Fashion-MNIST loading, interleaved repetitions, tables and results.
+"""Helpers shared by the benchmarks (``trainer_overhead``, ``time_to_accuracy``, ``exporter``,
+``local_startup``, ``operator_scale``): machine facts, Fashion-MNIST loading, interleaved repetitions,
+statistics, tables and results files.
 
 House rule of every benchmark here: the figure that counts is a RATIO against a baseline measured in the
 same process and run, with baseline and candidate repetitions interleaved, so that whatever else the
@@ -8,6 +9,8 @@ orientation only. Benchmarks never assert on timings.
 
 The leading underscore marks this file as a helper, not a benchmark: ``make bench`` runs only
 ``bench/[!_]*.py``, and running this file anyway does nothing (see the ``__main__`` guard at the end).
+A benchmark that imports TensorFlow imports this module first (``# isort: split`` keeps it there): it sets
+TensorFlow's logging and device variables for the process before TensorFlow reads them.
 """
 
 import contextlib
@@ -27,7 +30,7 @@ from typing import Any, TypeVar
 # what a user's shell passes (local_startup.py).
 ORIGINAL_ENVIRON = dict(os.environ)
 # TensorFlow's C++ start-up chatter would bury the tables; errors still come through. Set before any
-# benchmark imports TensorFlow (they all import this module first).
+# benchmark imports TensorFlow (those that do import this module first).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
@@ -36,14 +39,9 @@ REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-# tests/support has the loopback servers and the synthetic data generator the test suite uses; the
-# benchmarks use the same ones instead of a second copy (running bench/x.py puts only bench/ on the path).
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 T = TypeVar("T")
 # Other work shares this machine; the load when a benchmark started goes into its results file.
-_LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
+LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
 
 
 # -- the machine -------------------------------------------------------------------------------------
@@ -69,10 +67,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of what decides the speed (from package metadata: no import needed)."""
+TRAINER_LIBRARIES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "prometheus-client", "matplotlib")
+
+
+def library_versions(names: Sequence[str] = TRAINER_LIBRARIES) -> dict[str, str]:
+    """Installed versions of what decides the speed (from package metadata: no import needed); the ones
+    not installed are left out."""
     versions = {}
-    for name in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "prometheus-client", "matplotlib"):
+    for name in names:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
     return versions
@@ -99,11 +101,17 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def percentile(values: Sequence[float], share: float) -> float:
-    """Nearest-rank percentile (``share`` in 0..1): with 50 samples p95 is the 48th smallest."""
+def percentile(values: Sequence[float], share: float, *, interpolate: bool = False) -> float:
+    """Percentile (``share`` in 0..1). Nearest rank by default: with 50 samples p95 is the 48th smallest.
+    ``interpolate``: linear between the two nearest ranks (numpy's default), as the operator benchmark's
+    latency percentiles have always been computed."""
     if not values:
         return math.nan
     ordered = sorted(values)
+    if interpolate:
+        rank = (len(ordered) - 1) * share
+        low, high = math.floor(rank), math.ceil(rank)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
     rank = max(1, math.ceil(share * len(ordered)))
     return ordered[rank - 1]
 
@@ -165,21 +173,42 @@ def _numeric(text: str) -> bool:
     return stripped.isdigit()
 
 
-def write_results(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
-    """``bench/results/<name>.json`` (or ``path``), with the machine and library versions added."""
+def command() -> str:
+    """The command line this benchmark was started with, as the user typed it (``python -m bench.x ...``)."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = f"python -m {spec.name}" if spec is not None else Path(sys.argv[0]).as_posix()
+    return " ".join([program, *sys.argv[1:]])
+
+
+def write_results(
+    name: str, payload: dict[str, Any], path: Path | None = None, versions: Sequence[str] = TRAINER_LIBRARIES
+) -> Path:
+    """``bench/results/<name>.json`` (or ``path``), with the command, the machine and the versions of
+    ``versions`` added (``payload`` may add to ``machine`` by giving its own). NaN, "not measured", is
+    written as null: json.dumps would write NaN, which is not JSON."""
     target = path or RESULTS_DIR / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": name,
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": command(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),  # load_average: at the end of the run, the 1/5/15-minute averages
-        "load_average_at_start": _LOAD_AT_START,
-        "versions": library_versions(),
+        "load_average_at_start": LOAD_AT_START,
+        "versions": library_versions(versions),
         **payload,
     }
-    target.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    target.write_text(json.dumps(_finite(document), indent=2, default=str) + "\n", encoding="utf-8")
     return target
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def section(title: str) -> None:

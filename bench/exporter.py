@@ -14,7 +14,7 @@ the latency of pushing the exporter's full registry to a real Pushgateway agains
    empty registry, the baseline, to the same real Pushgateway: ``--pushes`` of each, alternating;
    median and p95, and their ratios.
 
-    python bench/exporter.py [--repeats 5] [--loop-sample 1000000] [--full-loop] [--pushes 50] \
+    python -m bench.exporter [--repeats 5] [--loop-sample 1000000] [--full-loop] [--pushes 50] \
         [--big-params 10000000]
 """
 
@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import _common as bench
+# First: _common sets TensorFlow's logging and device variables before TensorFlow is imported.
+from bench import _common as common
 
-# After _common: it quiets TensorFlow and puts the repo root on sys.path for tests.support.
+# isort: split
 import keras
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, pushadd_to_gateway
@@ -98,7 +99,7 @@ def compare_histograms(name: str, model: keras.Model, args: argparse.Namespace) 
         # Same answer? On a sample, compare with the vectorised count of that same sample.
         expected = ours if limit is None else weight_histogram(flat_prefix(weights, observed), BUCKETS)
         same = same and [int(c) for c in counts] == list(expected.cumulative_counts)
-    ratio = bench.median(loop) / bench.median(vectorised)
+    ratio = common.median(loop) / common.median(vectorised)
     return {
         "model": name,
         "weights": total,
@@ -106,8 +107,8 @@ def compare_histograms(name: str, model: keras.Model, args: argparse.Namespace) 
         "loop_extrapolated": limit is not None,
         "vectorised_seconds": vectorised,
         "per_weight_loop_seconds": loop,
-        "vectorised_median_seconds": bench.median(vectorised),
-        "per_weight_loop_median_seconds": bench.median(loop),
+        "vectorised_median_seconds": common.median(vectorised),
+        "per_weight_loop_median_seconds": common.median(loop),
         "speedup": ratio,
         "identical_bucket_counts": same,
     }
@@ -150,7 +151,7 @@ def push_latency(args: argparse.Namespace) -> dict[str, Any]:
             # Alternate which goes first, so neither always follows the other.
             order = [(full, push_full), (baseline, push_empty)]
             for record, push in order if i % 2 else reversed(order):
-                record.append(bench.timed(push))
+                record.append(common.timed(push))
     finally:
         gateway.stop()
     return {
@@ -158,18 +159,20 @@ def push_latency(args: argparse.Namespace) -> dict[str, Any]:
         "pushes": args.pushes,
         "full_seconds": full,
         "empty_seconds": baseline,
-        "full_median_ms": 1000 * bench.median(full),
-        "full_p95_ms": 1000 * bench.percentile(full, 0.95),
-        "empty_median_ms": 1000 * bench.median(baseline),
-        "empty_p95_ms": 1000 * bench.percentile(baseline, 0.95),
-        "median_ratio": bench.median(full) / bench.median(baseline),
-        "p95_ratio": bench.percentile(full, 0.95) / bench.percentile(baseline, 0.95),
+        "full_median_ms": 1000 * common.median(full),
+        "full_p95_ms": 1000 * common.percentile(full, 0.95),
+        "empty_median_ms": 1000 * common.median(baseline),
+        "empty_p95_ms": 1000 * common.percentile(baseline, 0.95),
+        "median_ratio": common.median(full) / common.median(baseline),
+        "p95_ratio": common.percentile(full, 0.95) / common.percentile(baseline, 0.95),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.exporter",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--repeats", type=int, default=5, help="alternating repetitions of each histogram way"
@@ -184,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
 
-    bench.section(f"1. weights histogram: vectorised vs one observe per weight ({len(BUCKETS)} buckets)")
+    common.section(f"1. weights histogram: vectorised vs one observe per weight ({len(BUCKETS)} buckets)")
     keras.utils.set_random_seed(0)
     histograms = [
         compare_histograms("convnet", build_model("convnet"), args),
@@ -213,9 +216,9 @@ def main() -> None:
         "same counts",
         "loop time",
     ]
-    print(bench.table(headers, rows))
+    print(common.table(headers, rows))
 
-    bench.section(
+    common.section(
         f"2. push latency to a real Pushgateway: full registry vs empty ({args.pushes} pushes each)"
     )
     push = push_latency(args)
@@ -231,7 +234,7 @@ def main() -> None:
             push["p95_ratio"],
         ],
     ]
-    print(bench.table(push_headers, push_rows))
+    print(common.table(push_headers, push_rows))
 
     payload = {
         "settings": {k: v for k, v in vars(args).items() if k != "json"},  # a Path is no JSON
@@ -244,7 +247,7 @@ def main() -> None:
         },
         "wall_seconds": time.monotonic() - started,
     }
-    path = bench.write_results("exporter", payload, args.json)
+    path = common.write_results("exporter", payload, args.json)
     print(f"\n{payload['wall_seconds']:.0f}s; results in {path}")
 
 

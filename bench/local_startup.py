@@ -23,7 +23,7 @@ import seconds / command-to-first-epoch seconds, medians. The same shares are gi
 (the import's own, measured in the child; the command's whole process tree up to the epoch line, from
 /proc), which other work on a shared machine disturbs much less than wall time.
 
-    python bench/local_startup.py [--rounds 3] [--train-images 2000]
+    python -m bench.local_startup [--rounds 3] [--train-images 2000]
 """
 
 import argparse
@@ -40,12 +40,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _common as bench
-
+from bench import _common as common
 from tests.support.mnist_data import synthetic_mnist, write_idx_quartet
 from tests.support.servers import serve_directory
 
-MANIFEST = bench.REPO_ROOT / "manifests" / "samples" / "mnist-training.yaml"
+MANIFEST = common.REPO_ROOT / "manifests" / "samples" / "mnist-training.yaml"
 # (milestone, text that marks it in the combined output), in the order they appear
 MILESTONES = (
     ("pushgateway", "mnist-operator: Pushgateway at"),
@@ -70,7 +69,7 @@ def operator_command() -> list[str]:
 def child_environment() -> dict[str, str]:
     """What the user's shell passes: not the TensorFlow variables _common sets for this process, and no
     MNIST_* leftovers, so the CLI and the trainer configure everything as they always do."""
-    return {k: v for k, v in bench.ORIGINAL_ENVIRON.items() if not k.startswith("MNIST_")}
+    return {k: v for k, v in common.ORIGINAL_ENVIRON.items() if not k.startswith("MNIST_")}
 
 
 def local_run(mirror_url: str, sha256: dict[str, str], runs_dir: Path, timeout: float) -> dict[str, Any]:
@@ -188,14 +187,16 @@ def import_seconds(statement: str) -> tuple[float, float]:
 
 def interpreter_seconds() -> float:
     """Wall seconds of ``python -c pass``, start to exit: the interpreter's own start-up, for scale."""
-    return bench.timed(
+    return common.timed(
         lambda: subprocess.run([sys.executable, "-c", "pass"], env=child_environment(), check=True)
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.local_startup",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="local runs (each round also times every import)"
@@ -219,7 +220,7 @@ def main() -> None:
         files = write_idx_quartet(root / "mirror", synthetic_mnist(n_train=args.train_images, n_test=500))
         sha256 = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
         with serve_directory(root / "mirror") as mirror:
-            bench.section(
+            common.section(
                 f"local mode start-up: {' '.join(operator_command()[-1:])} local -f {MANIFEST.name} ..."
             )
             for round_index in range(args.rounds):
@@ -229,7 +230,7 @@ def main() -> None:
                     ("interpreter", None),
                     *((name, s) for name, s in IMPORTS.items()),
                 ]
-                for name, statement in bench.rotated(steps, round_index):
+                for name, statement in common.rotated(steps, round_index):
                     if name == "local":
                         run = local_run(mirror.url, sha256, root / f"runs-{round_index}", args.timeout)
                         runs.append(run)
@@ -248,13 +249,13 @@ def main() -> None:
     if not ok:
         sys.exit("no local run reached its first epoch; see the output above")
     milestones = [name for name, _ in MILESTONES] + ["done"]
-    medians = {m: bench.median([r["seconds"][m] for r in ok if m in r["seconds"]]) for m in milestones}
+    medians = {m: common.median([r["seconds"][m] for r in ok if m in r["seconds"]]) for m in milestones}
     first_epoch = medians["first epoch"]
-    interpreter = bench.median(interpreters)
+    interpreter = common.median(interpreters)
 
-    first_epoch_cpu = bench.median([r["cpu_seconds"]["first epoch"] for r in ok])
+    first_epoch_cpu = common.median([r["cpu_seconds"]["first epoch"] for r in ok])
     cpu_medians = {
-        m: bench.median([r["cpu_seconds"][m] for r in ok if m in r["cpu_seconds"]]) for m in milestones
+        m: common.median([r["cpu_seconds"][m] for r in ok if m in r["cpu_seconds"]]) for m in milestones
     }
     rows = [
         [m, medians[m], medians[m] / first_epoch, cpu_medians[m], cpu_medians[m] / first_epoch_cpu]
@@ -267,13 +268,13 @@ def main() -> None:
         "tree CPU s (median)",
         "share of CPU to 1st epoch",
     ]
-    print(bench.table(headers, rows))
+    print(common.table(headers, rows))
     import_rows: list[list[object]] = [
         ["python -c pass (start to exit)", interpreter, interpreter / first_epoch, "", ""]
     ]
     import_results: dict[str, Any] = {"python -c pass": {"seconds": interpreters, "median": interpreter}}
     for name, times in imports.items():
-        wall, cpu = bench.median(times), bench.median(import_cpu[name])
+        wall, cpu = common.median(times), common.median(import_cpu[name])
         import_results[name] = {
             "seconds": times,
             "cpu_seconds": import_cpu[name],
@@ -290,7 +291,7 @@ def main() -> None:
         "CPU s (median)",
         "share of CPU to 1st epoch",
     ]
-    print(bench.table(import_headers, import_rows))
+    print(common.table(import_headers, import_rows))
     tf = import_results["import tensorflow"]
     everything = import_results["import mnist_trainer.pipeline"]
     print(
@@ -315,7 +316,7 @@ def main() -> None:
         },
         "wall_seconds": time.monotonic() - started,
     }
-    path = bench.write_results("local_startup", payload, args.json)
+    path = common.write_results("local_startup", payload, args.json)
     print(f"\n{payload['wall_seconds']:.0f}s; results in {path}")
 
 

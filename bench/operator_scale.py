@@ -1,37 +1,31 @@
-"""Operator scale: N MnistTrainings, measured against a minimal kopf operator in the same run, on kmock and
-on a real control plane.
+"""Operator scale: N MnistTrainings on a real control plane, measured against a minimal kopf operator in
+the same run.
 
-For each tier and scale point N two operators go through the same harness, each as a subprocess against
-a fresh API server (a kmock emulator in this process, or etcd + kube-apiserver + controller manager +
-scheduler) and a fresh Prometheus Pushgateway:
+For each scale point N two operators go through the same harness, each as a subprocess against a fresh
+control plane (etcd + kube-apiserver + controller manager + scheduler, the pinned binaries of
+hack/k8s-binaries.sh, started by tests/support/k8s/controlplane.py) and a fresh Prometheus Pushgateway:
 
-* ``baseline``: bench/harness/baseline_operator.py, kopf POSTing a bare Job per resource and nothing else;
+* ``baseline``: ``python -m bench.harness.baseline_operator``, kopf POSTing a bare Job per resource and
+  nothing else;
 * ``ours``: ``python -m mnist_operator run``, the real operator.
 
 Per run: time from the first POST until all N Jobs exist; create-to-Job latency p50/p99/max (both ends
-stamped by the API server: inside kmock, or in the real API server's audit log); operator memory (VmRSS
-sampled every 0.1 s, VmHWM) and CPU from /proc; API requests per resource; Pushgateway
-``GET /api/v1/metrics`` requests per poll interval (the Pushgateway's own per-handler counter, so nothing
-sits between operator and Pushgateway); and, for ours, the lag from a metrics push to the resource's
-``status.epoch``. House rule: what we judge are the RATIOS ours/baseline, stable on a noisy machine; the
-absolute figures are printed too. A benchmark, not a test: it fails only when a run cannot complete.
+stamped by the API server, in its audit log); operator memory (VmRSS sampled every 0.1 s, VmHWM) and CPU
+from /proc; API requests per resource; Pushgateway ``GET /api/v1/metrics`` requests per poll interval
+(the Pushgateway's own per-handler counter, so nothing sits between operator and Pushgateway); and, for
+ours, the lag from a metrics push to the resource's ``status.epoch``. House rule: what we judge are the
+RATIOS ours/baseline, stable on a noisy machine; the absolute figures are printed too. A benchmark, not
+a test: it fails only when a run cannot complete. See bench/README.md.
 
-kmock is used with two repairs that change no answer, only what a request costs (stock kmock 0.8 is
-O(requests so far) and O(objects) per request, which made the emulator the thing measured), and, by
-default, with resourceVersions stamped on writes as a real API server does (without them kopf re-runs
-create handlers; ``--no-resource-versions`` shows that). See bench/harness/ and bench/README.md.
-
-    python bench/operator_scale.py [--tiers kmock,k8s] [--resources 10,100,1000] [--poll-interval 1] \
-        [--json bench/results/operator_scale.json]    # the k8s tier writes operator_scale_k8s.json
+    python -m bench.operator_scale [--resources 10,100,1000] [--poll-interval 1] [--rounds 1] \
+        [--json bench/results/operator_scale.json]
 """
 
 import argparse
 import asyncio
 import atexit
-import json
 import math
 import os
-import platform
 import random
 import shutil
 import signal
@@ -47,43 +41,31 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kmock
-from harness import baseline_operator
-from harness.cluster import HARNESS_USER, OPERATOR_USER, ClusterRecorder, audit_flags, harness_ssl
-from harness.emulator import (
-    JOBS,
-    TRAININGS,
-    TimedEmulator,
-    declare_resources,
-    training_body,
-    write_kubeconfig,
-)
-from harness.process import OperatorProcess
-from harness.recording import HARNESS_HEADER, RecordQueries
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
+from bench import _common as common
+from bench.harness import baseline_operator
+from bench.harness.cluster import HARNESS_USER, OPERATOR_USER, ClusterRecorder, audit_flags, harness_ssl
+from bench.harness.process import OperatorProcess
+from bench.harness.recording import RecordQueries
 from mnist_api.metrics import DEFAULT_JOB, DEFAULT_PREFIX, TRAIN_STAGE, grouping_key, metric_name
 from mnist_api.resource import GROUP, PLURAL, VERSION
+from tests.support.k8s.binaries import BinariesMissingError, locate, pinned_versions
+from tests.support.k8s.controlplane import ControlPlane
+from tests.support.servers import Pushgateway, start_pushgateway
 
-REPO = Path(__file__).resolve().parent.parent
-# The Pushgateway launcher of the test tiers is reused as is; it lives in the repository, not in a package.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-from tests.k8s.binaries import BinariesMissingError, locate, pinned_versions  # noqa: E402
-from tests.k8s.controlplane import ControlPlane  # noqa: E402
-from tests.support.servers import Pushgateway, start_pushgateway  # noqa: E402
-
+REPO = common.REPO_ROOT
 NAMESPACE = "bench"
 WARMUP_NAMESPACE = "bench-warmup"
 KINDS = ("baseline", "ours")
-TIERS = ("kmock", "k8s")
-TIER_TITLES = {"kmock": "kmock tier", "k8s": "real control plane"}
 CRD = REPO / "manifests" / "crd.yaml"
+TRAININGS = f"{GROUP}/{VERSION}/{PLURAL}"
+JOBS = "batch/v1/jobs"
+# The library versions the results file records: what the operators' cost depends on.
+VERSIONS = ("kopf", "kubernetes", "aiohttp", "prometheus-client", "pydantic")
 MIB = 1024
 EPOCH_METRIC = metric_name(DEFAULT_PREFIX, TRAIN_STAGE, "epochs_count")  # gangplank_train_epochs_count
 _GATEWAYS: list[Pushgateway] = []  # stopped at exit whatever path the interpreter takes
-# Other work may share the machine; its load at the start and end goes into the results with the figures.
-_LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
 
 
 @atexit.register
@@ -136,16 +118,6 @@ class RunResult:
 
 
 # -- small helpers ----------------------------------------------------------------------------------
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100); enough for a latency summary."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 async def wait_for(
     check: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] | None = None
 ) -> None:
@@ -204,6 +176,17 @@ def names(count: int) -> list[tuple[str, str]]:
     return [(f"t{i:05d}", f"uid-{i:05d}") for i in range(count)]
 
 
+def training_body(namespace: str, name: str, uid: str, epochs: int = 3) -> dict[str, Any]:
+    """A minimal MnistTraining. The API server stores it under a uid of its own (``post_all`` records it):
+    the one given here is only a placeholder."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MnistTraining",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "generation": 1},
+        "spec": {"epochs": epochs},
+    }
+
+
 # -- one run ---------------------------------------------------------------------------------------
 def operator_command(kind: str, profile: Path | None = None) -> list[str]:
     """The operator's command line; with ``profile``, under cProfile (event-loop thread only), which
@@ -213,7 +196,7 @@ def operator_command(kind: str, profile: Path | None = None) -> list[str]:
         python += ["-m", "cProfile", "-o", str(profile)]
     if kind == "ours":
         return [*python, "-m", "mnist_operator", "run"]
-    return [*python, str(Path(baseline_operator.__file__).resolve())]
+    return [*python, "-m", baseline_operator.__name__]  # run from the repository root (cwd=REPO)
 
 
 def operator_env(kubeconfig: Path, gateway: Pushgateway, poll_interval: float) -> dict[str, str]:
@@ -257,8 +240,8 @@ async def post_all(
 
 @dataclass
 class Harness:
-    """Everything one run talks to: the API server and what it records (kmock in this process, or a real
-    control plane), the Pushgateway, the operator under test."""
+    """Everything one run talks to: the API server and what its audit log records, the Pushgateway, the
+    operator under test."""
 
     observed: RecordQueries
     gateway: Pushgateway
@@ -277,7 +260,7 @@ async def measure_push_lag(h: Harness, run: RunResult) -> None:
     an epoch together), then single pushes of epoch 2 one at a time, each after a random part of an
     interval so that the pushes fall at all phases of the poll cycle."""
     observed, gateway, interval, alive = h.observed, h.gateway, h.args.poll_interval, h.alive
-    # The uids the API server stored (kmock keeps the harness's): a trainer pushes under its run's uid.
+    # The uids the API server stored: a trainer pushes under its run's uid.
     runs = [(name, observed.uids[NAMESPACE, name]) for name, _ in names(run.resources)]
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -291,7 +274,7 @@ async def measure_push_lag(h: Harness, run: RunResult) -> None:
         alive=alive,
     )
     lags = [observed.epochs[NAMESPACE, n, 1] - at for (n, _), at in zip(runs, pushed, strict=True)]
-    run.burst_lag_p50_s, run.burst_lag_max_s = round(percentile(lags, 50), 3), round(max(lags), 3)
+    run.burst_lag_p50_s, run.burst_lag_max_s = round(common.median(lags), 3), round(max(lags), 3)
 
     rng = random.Random(1)  # the same phases every run, so runs compare
     picks = rng.sample(runs, min(h.args.lag_samples, len(runs)))
@@ -307,51 +290,8 @@ async def measure_push_lag(h: Harness, run: RunResult) -> None:
         )
         single.append(observed.epochs[NAMESPACE, name, 2] - at)
     run.push_lag_samples = len(single)
-    run.push_lag_p50_s = round(percentile(single, 50), 3)
+    run.push_lag_p50_s = round(common.median(single), 3)
     run.push_lag_max_s = round(max(single), 3)
-
-
-async def run_one(tier: str, kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
-    if tier == "k8s":
-        return await run_one_k8s(kind, count, args, workdir)
-    return await run_one_kmock(kind, count, args, workdir)
-
-
-async def run_one_kmock(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
-    run = RunResult(kind, count)
-    emulator = TimedEmulator(resource_versions=args.resource_versions)
-    declare_resources(emulator)
-    gateway = start_pushgateway()
-    _GATEWAYS.append(gateway)
-    try:
-        async with (
-            emulator,
-            kmock.Server(emulator) as server,
-            aiohttp.ClientSession(
-                base_url=str(server.url),
-                connector=aiohttp.TCPConnector(limit=args.concurrency),
-                headers={HARNESS_HEADER: "1"},
-            ) as api,
-            aiohttp.ClientSession() as plain,
-        ):
-            kubeconfig = write_kubeconfig(workdir / f"{kind}-{count}.kubeconfig", str(server.url))
-            await operate(
-                run,
-                tag=f"{kind}-{count}",
-                kubeconfig=kubeconfig,
-                observed=emulator,
-                gateway=gateway,
-                api=api,
-                plain=plain,
-                args=args,
-                workdir=workdir,
-            )
-    except (RuntimeError, TimeoutError, aiohttp.ClientError) as error:
-        run.ok, run.error = False, f"{type(error).__name__}: {error}"
-    finally:
-        gateway.stop()
-        _GATEWAYS.remove(gateway)
-    return run
 
 
 async def operate(
@@ -400,7 +340,7 @@ def prepare_cluster(plane: ControlPlane) -> None:
         plane.kubectl("create", "namespace", namespace, check=True)
 
 
-async def run_one_k8s(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
+async def run_one(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> RunResult:
     """One run on a fresh real control plane (etcd, kube-apiserver, controller manager, scheduler)."""
     run = RunResult(kind, count)
     rundir = workdir / f"{kind}-{count}-k8s"
@@ -481,8 +421,8 @@ async def measure(h: Harness, run: RunResult) -> None:
         latencies.append(job_at - observed.created[trainings_plural, NAMESPACE, name])
     last_job = max(at for (p, ns, _), at in observed.created.items() if p == jobs_plural and ns == NAMESPACE)
     run.time_to_all_jobs_s = round(last_job - started, 3)
-    run.latency_p50_ms = round(1000 * percentile(latencies, 50), 1)
-    run.latency_p99_ms = round(1000 * percentile(latencies, 99), 1)
+    run.latency_p50_ms = round(1000 * common.median(latencies), 1)
+    run.latency_p99_ms = round(1000 * common.percentile(latencies, 0.99, interpolate=True), 1)
     run.latency_max_ms = round(1000 * max(latencies), 1)
     run.cpu_create_s = round((proc.cpu() or 0.0) - cpu_start, 2)
     run.harness_cpu_create_s = round(time.process_time() - harness_cpu_start, 2)
@@ -603,16 +543,11 @@ def paired_ratio(pair: dict[str, list[RunResult]], name: str) -> float | None:
     return round(statistics.median(ratios), 2) if ratios else None
 
 
-def tier_title(tier: str, args: argparse.Namespace) -> str:
-    if tier == "kmock":
-        return f"kmock tier, {'with' if args.resource_versions else 'WITHOUT'} resourceVersions"
-    return f"real control plane, Kubernetes {args.kubernetes_version}"
-
-
-def table(tier: str, results: Results, args: argparse.Namespace) -> str:
+def table(results: Results, args: argparse.Namespace) -> str:
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     lines = [
-        f"Operator scale ({tier_title(tier, args)}), poll interval {args.poll_interval:g} s{rounds}",
+        f"Operator scale (real control plane, Kubernetes {args.kubernetes_version}), poll interval "
+        f"{args.poll_interval:g} s{rounds}",
         f"{'N':>5}  {'metric':<41}{'baseline':>10}{'ours':>10}{'ours/base':>11}",
     ]
     for count, pair in results.items():
@@ -653,55 +588,34 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
+def machine(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared machine facts, plus what this benchmark's figures also depend on: the Kubernetes release
+    and the commit (with whether the operator or the API had local changes)."""
 
     def git(*argv: str) -> str:
         done = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=False)
         return done.stdout.strip()
 
     return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(mem_kib / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "kopf": _version("kopf"),
-        "kmock": _version("kmock"),
+        **common.machine(),
+        "kubernetes": args.kubernetes_version,
         "commit": git("rev-parse", "--short", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--", "operator", "api")),
-        "loadavg_start": _LOAD_AT_START,
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 # -- main ------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.operator_scale",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     scale = os.environ.get("MNIST_BENCH_SCALE") or "10,100,1000"  # `make bench BENCH_SCALE=...`
-    parser.add_argument("--tiers", default=",".join(TIERS), help="kmock, k8s (real control plane) or both")
     parser.add_argument("--resources", default=scale, help="scale points, comma-separated")
-    parser.add_argument("--k8s-resources", help="scale points of the k8s tier (default: --resources)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="operator Pushgateway poll, s")
     parser.add_argument(
-        "--json",
-        type=Path,
-        default=REPO / "bench/results/operator_scale.json",
-        help="kmock tier's results; the k8s tier's go next to it with a _k8s suffix",
+        "--json", type=Path, default=common.RESULTS_DIR / "operator_scale.json", help="results file"
     )
     parser.add_argument("--concurrency", type=int, default=16, help="parallel POSTs of the harness")
     parser.add_argument("--window", type=float, default=10.0, help="Pushgateway counting window, s")
@@ -710,12 +624,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rss-target-mib", type=float, default=200.0)
     parser.add_argument("--job-target", type=float, default=60.0, help="every Job within this, s")
     parser.add_argument("--no-status-path", dest="status_path", action="store_false")
-    parser.add_argument(
-        "--no-resource-versions",
-        dest="resource_versions",
-        action="store_false",
-        help="keep stock kmock's writes without metadata.resourceVersion (see bench/README.md)",
-    )
     parser.add_argument("--rounds", type=int, default=1, help="repeat each pair; medians are reported")
     parser.add_argument("--keep", action="store_true", help="keep operator logs, kubeconfigs, audit logs")
     parser.add_argument("--only", choices=KINDS, help="run one operator (no ratios)")
@@ -723,58 +631,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile", type=Path, help="write cProfile stats of each operator here (slows it: no figures)"
     )
     args = parser.parse_args(argv)
-    args.tier_list = [tier.strip() for tier in args.tiers.split(",") if tier.strip()]
-    if unknown := set(args.tier_list) - set(TIERS):
-        parser.error(f"unknown tier(s) {', '.join(sorted(unknown))}; choose from {', '.join(TIERS)}")
-    args.counts = {
-        "kmock": _counts(args.resources),
-        "k8s": _counts(args.k8s_resources or args.resources),
-    }
-    args.binaries, args.kubernetes_version = None, None
-    if "k8s" in args.tier_list:
-        try:
-            args.binaries = locate()
-        except BinariesMissingError as error:
-            parser.error(f"the k8s tier needs the control-plane binaries: {error} (or pass --tiers kmock)")
-        args.kubernetes_version = pinned_versions().get("KUBERNETES_VERSION", "?")
+    args.counts = [int(part) for part in args.resources.split(",") if part.strip()]
+    try:
+        args.binaries = locate()
+    except BinariesMissingError as error:
+        parser.error(f"the benchmark needs the control-plane binaries: {error}")
+    args.kubernetes_version = pinned_versions().get("KUBERNETES_VERSION", "?")
     if args.profile:
         args.profile = args.profile.resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     return args
 
 
-def _counts(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
-
-
-def results_path(args: argparse.Namespace, tier: str) -> Path:
-    return args.json if tier == "kmock" else args.json.with_name(f"{args.json.stem}_{tier}{args.json.suffix}")
-
-
-async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Results]:
+async def run_all(args: argparse.Namespace, workdir: Path) -> Results:
     # SIGTERM takes Ctrl-C's path: the run is cancelled, and every finally on the way out stops its
     # operator, Pushgateway and control plane.
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    by_tier: dict[str, Results] = {}
+    results: Results = {}
     kinds = [args.only] if args.only else list(KINDS)
-    for tier in args.tier_list:
-        results = by_tier[tier] = {}
-        for count in args.counts[tier]:
-            results[count] = {kind: [] for kind in KINDS}
-            for round_ in range(args.rounds):
-                # Alternate who goes first, so a drift in the machine's load favours neither.
-                for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                    print(f"… {tier} N={count} {kind} (round {round_ + 1})", file=sys.stderr, flush=True)
-                    run = await run_one(tier, kind, count, args, workdir)
-                    if not run.ok:
-                        print(f"   {tier} {kind} N={count} failed: {run.error}\n{run.log}", file=sys.stderr)
-                    results[count][kind].append(run)
-            for kind in KINDS:
-                if not results[count][kind]:
-                    results[count][kind].append(RunResult(kind, count, ok=False, error="not run"))
-    return by_tier
+    for count in args.counts:
+        results[count] = {kind: [] for kind in KINDS}
+        for round_ in range(args.rounds):
+            # Alternate who goes first, so a drift in the machine's load favours neither.
+            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                print(f"… N={count} {kind} (round {round_ + 1})", file=sys.stderr, flush=True)
+                run = await run_one(kind, count, args, workdir)
+                if not run.ok:
+                    print(f"   {kind} N={count} failed: {run.error}\n{run.log}", file=sys.stderr)
+                results[count][kind].append(run)
+        for kind in KINDS:
+            if not results[count][kind]:
+                results[count][kind].append(RunResult(kind, count, ok=False, error="not run"))
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -787,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="operator-scale-"))
     started = time.monotonic()
     try:
-        by_tier = asyncio.run(run_all(args, workdir))
+        results = asyncio.run(run_all(args, workdir))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; operators, Pushgateways and control planes stopped", file=sys.stderr)
         return 130
@@ -797,37 +687,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"logs in {workdir}", file=sys.stderr)
     elapsed = time.monotonic() - started
-    info = machine()
-    info["kubernetes"] = args.kubernetes_version
-    failed: list[str] = []
-    for tier, results in by_tier.items():
-        print(table(tier, results, args))
-        verdicts = targets(results, args)
-        print(f"Targets (ours, {TIER_TITLES[tier]}):")
-        for line in verdicts:
-            print("  " + line)
-        if args.json:
-            path = results_path(args, tier)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                json.dumps(_finite(document(tier, results, verdicts, info, args)), indent=2, default=str)
-                + "\n"
-            )
-            print(f"JSON: {path}")
-        print()
-        failed += [
-            f"{tier} {run.kind} N={run.resources}"
-            for pair in results.values()
-            for runs in pair.values()
-            for run in runs
-            if not run.ok
-        ]
-    kubernetes = f", Kubernetes {info['kubernetes']}" if info["kubernetes"] else ""
+    info = machine(args)
+    print(table(results, args))
+    verdicts = targets(results, args)
+    print("Targets (ours, real control plane):")
+    for line in verdicts:
+        print("  " + line)
+    if args.json:
+        path = common.write_results(
+            "operator_scale", document(results, verdicts, info, args), args.json, versions=VERSIONS
+        )
+        print(f"JSON: {path}")
+    print()
+    failed = [
+        f"{run.kind} N={run.resources}"
+        for pair in results.values()
+        for runs in pair.values()
+        for run in runs
+        if not run.ok
+    ]
+    versions = common.library_versions(VERSIONS)
     print(
-        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_gib']} GiB RAM; "
-        f"kopf {info['kopf']}, kmock {info['kmock']}{kubernetes}, Python {info['python']}; "
+        f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['mem_gib']} GiB RAM; "
+        f"kopf {versions.get('kopf', '?')}, Kubernetes {info['kubernetes']}, Python {info['python']}; "
         f"commit {info['commit']}{' + local changes' if info['dirty'] else ''}; load average "
-        f"{info['loadavg_start'][0]} at start, {info['loadavg_end'][0]} at end; run took {elapsed:.0f} s"
+        f"{common.LOAD_AT_START[0]} at start, {info['load_average'][0]} at end; run took {elapsed:.0f} s"
     )
     if failed and not args.only:
         print("runs that did not complete: " + ", ".join(failed), file=sys.stderr)
@@ -836,15 +720,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def document(
-    tier: str, results: Results, verdicts: list[str], info: dict[str, Any], args: argparse.Namespace
+    results: Results, verdicts: list[str], info: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
-    skip = ("json", "counts", "binaries", "tier_list")
+    """The results file's figures (``common.write_results`` adds the command, the time and the versions)."""
+    skip = ("json", "counts", "binaries")
     return {
-        "benchmark": "operator_scale",
-        "tier": tier,
         "machine": info,
-        "settings": {k: v for k, v in vars(args).items() if k not in skip and not callable(v)}
-        | {"resources": ",".join(map(str, args.counts[tier]))},
+        "settings": {k: v for k, v in vars(args).items() if k not in skip and not callable(v)},
         "targets": verdicts,
         "medians": {
             str(count): {kind: asdict(median_run(runs)) for kind, runs in pair.items()}
@@ -862,17 +744,6 @@ def document(
             for count, pair in results.items()
         },
     }
-
-
-def _finite(value: Any) -> Any:
-    """NaN ("not measured") as null: json.dumps would write NaN, which is not JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ that does not reach the target within ``--epochs`` says "not reached".
 By default a configuration stops once it reached the target (to keep ``make bench`` short); use
 ``--full-curves`` to train every configuration for all ``--epochs`` (the curves in the docs).
 
-    python bench/time_to_accuracy.py [--configs adam:0.001:64,rmsprop:0.001:64,adam:0.001:128] \
+    python -m bench.time_to_accuracy [--configs adam:0.001:64,rmsprop:0.001:64,adam:0.001:128] \
         [--reference rmsprop:0.001:64] [--target 0.90] [--epochs 12] [--seeds 1] [--full-curves] \
         [--train-images 60000] [--png bench/results/time_to_accuracy.png]
 """
@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import _common as bench
+# First: _common sets TensorFlow's logging and device variables before TensorFlow is imported.
+from bench import _common as common
 
-# After _common: it quiets TensorFlow and puts the repo root on sys.path.
+# isort: split
 import keras
 
 from mnist_api.spec import MnistTrainingSpec
@@ -223,7 +224,9 @@ def replot(results: Path, png: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.time_to_accuracy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--configs", default=f"{SPEC_DEFAULT},{SEEDS_REFERENCE},{PREVIOUS_DEFAULT}")
     parser.add_argument("--reference", default=SEEDS_REFERENCE, help="the baseline of the ratios")
@@ -235,8 +238,8 @@ def main() -> None:
         "--train-images", type=int, default=60_000, help="of Fashion-MNIST's 60,000, before the split"
     )
     parser.add_argument("--validation-split", type=float, default=0.1, help="spec default 0.1")
-    parser.add_argument("--data-dir", type=Path, default=bench.FASHION_MNIST_DIR)
-    parser.add_argument("--png", type=Path, default=bench.RESULTS_DIR / "time_to_accuracy.png")
+    parser.add_argument("--data-dir", type=Path, default=common.FASHION_MNIST_DIR)
+    parser.add_argument("--png", type=Path, default=common.RESULTS_DIR / "time_to_accuracy.png")
     parser.add_argument(
         "--json", type=Path, help="results file (default bench/results/time_to_accuracy.json)"
     )
@@ -252,7 +255,7 @@ def main() -> None:
         configs.append(args.reference)
 
     started = time.monotonic()
-    arrays = bench.load_fashion_mnist(args.data_dir)
+    arrays = common.load_fashion_mnist(args.data_dir)
     n = min(args.train_images, len(arrays["x_train"]))
     data = MnistData(arrays["x_train"][:n], arrays["y_train"][:n], arrays["x_test"], arrays["y_test"])
     test = to_dataset(
@@ -263,7 +266,7 @@ def main() -> None:
     for seed in range(42, 42 + args.seeds):
         splits = split_train_validation(data, args.validation_split, seed)
         runs.extend(Run(config, seed, splits, test) for config in configs)
-    bench.section(
+    common.section(
         f"time to test accuracy >= {args.target:.2f}: {len(runs[0].splits.x_train):,} training images, "
         f"{len(runs[0].splits.x_val):,} validation, up to {args.epochs} epochs, seeds "
         f"{', '.join(str(s) for s in range(42, 42 + args.seeds))}"
@@ -273,7 +276,7 @@ def main() -> None:
         if not active:
             break
         # Rotate the order each epoch: no configuration always trains right after the same other one.
-        for run in bench.rotated(active, epoch):
+        for run in common.rotated(active, epoch):
             run.train_one_epoch(args.target)
             last = run.epochs[-1]
             print(
@@ -307,10 +310,10 @@ def main() -> None:
             "epochs_to_target": [r.reached_at_epoch for r in mine],
             "seconds_to_target": [r.to_target()[0] for r in mine],
             "time_ratio_vs_reference": ratios,
-            "time_ratio_vs_reference_median": bench.median(ratios),
+            "time_ratio_vs_reference_median": common.median(ratios),
             "time_ratio_upper_bounds_where_reference_did_not_reach": bounds,
-            "cpu_time_ratio_vs_reference_median": bench.median(cpu_ratios),
-            "steady_epoch_seconds_median": bench.median(epoch_seconds),
+            "cpu_time_ratio_vs_reference_median": common.median(cpu_ratios),
+            "steady_epoch_seconds_median": common.median(epoch_seconds),
             "best_test_accuracy": best,
             "runs": [{"seed": r.seed, "epochs": r.epochs} for r in mine],
         }
@@ -319,10 +322,10 @@ def main() -> None:
                 mine[0].label,
                 f"{len(reached)}/{len(mine)}",
                 "/".join(str(r.reached_at_epoch or "not reached") for r in mine),
-                bench.median(seconds) if seconds else "not reached",
-                bench.median(ratios) if ratios else (f"< {max(bounds):.3f}" if bounds else "n/a"),
-                bench.median(cpu_ratios) if cpu_ratios else "n/a",
-                bench.median(epoch_seconds),
+                common.median(seconds) if seconds else "not reached",
+                common.median(ratios) if ratios else (f"< {max(bounds):.3f}" if bounds else "n/a"),
+                common.median(cpu_ratios) if cpu_ratios else "n/a",
+                common.median(epoch_seconds),
                 max(best),
             ]
         )
@@ -337,7 +340,7 @@ def main() -> None:
         "best test acc",
     ]
     print(f"\n  ratios < 1: reaches {args.target:.2f} faster than {args.reference} with the same seed")
-    print(bench.table(headers, rows))
+    print(common.table(headers, rows))
     curves = [Curve(r.config, r.seed, r.label, r.epochs) for r in runs]
     png = plot(curves, args.target, len(runs[0].splits.x_train), args.png)
     if png is not None:
@@ -353,7 +356,7 @@ def main() -> None:
         "png": str(png) if png else None,
         "wall_seconds": time.monotonic() - started,
     }
-    path = bench.write_results("time_to_accuracy", payload, args.json)
+    path = common.write_results("time_to_accuracy", payload, args.json)
     print(f"\n{payload['wall_seconds']:.0f}s; results in {path}")
 
 

@@ -26,7 +26,7 @@ two cross-checks of the median paired wall-time ratio: the ratio of each variant
 work only ever adds time) and CPU-time ratios (this process, all threads), which other work on the
 machine disturbs far less than wall time.
 
-    python bench/trainer_overhead.py [--overhead-images 12000] [--images 6000] [--rounds 5] \
+    python -m bench.trainer_overhead [--overhead-images 12000] [--images 6000] [--rounds 5] \
         [--overhead-rounds N] [--epochs 1] [--model convnet] \
         [--sections overhead,batch,pipeline,xla] [--batch-sizes 64,128,256] [--pipelines all]
 """
@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import _common as bench
+# First: _common sets TensorFlow's logging and device variables before TensorFlow is imported.
+from bench import _common as common
 
-# After _common: it quiets TensorFlow and puts the repo root on sys.path for tests.support.
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
@@ -253,7 +254,7 @@ def log_like_the_trainer(path: Path) -> logging.Handler:
 
 
 def run_overhead(splits: Splits, args: argparse.Namespace, pushgateway_url: str) -> dict[str, Any]:
-    bench.section(
+    common.section(
         f"1. trainer overhead: all callbacks vs bare model.fit ({len(splits.x_train):,} train + "
         f"{len(splits.x_val):,} validation images, batch {DEFAULT_BATCH}, {args.epochs} epochs per fit)"
     )
@@ -276,7 +277,7 @@ def run_overhead(splits: Splits, args: argparse.Namespace, pushgateway_url: str)
         }
         wall: dict[str, list[float]] = {name: [] for name in variants}
         for round_index in range(args.overhead_rounds):
-            for name in bench.rotated(list(variants), round_index):
+            for name in common.rotated(list(variants), round_index):
                 window = EpochWindow()
                 model.fit(
                     train,
@@ -296,31 +297,31 @@ def run_overhead(splits: Splits, args: argparse.Namespace, pushgateway_url: str)
     rows, results = [], {}
     for name in variants:
         # speed ratio = baseline seconds / candidate seconds of the same round; >= 0.97 is the target
-        speed = [1 / r for r in bench.paired_ratios(wall[name], wall["bare model.fit"])]
+        speed = [1 / r for r in common.paired_ratios(wall[name], wall["bare model.fit"])]
         extra = [(t - b) / args.epochs for t, b in zip(wall[name], wall["bare model.fit"], strict=True)]
         results[name] = {
             "epochs_wall_seconds_per_fit": wall[name],
-            "images_per_second_median": images / bench.median(wall[name]),
-            "speed_ratio_vs_bare_median": bench.median(speed),
+            "images_per_second_median": images / common.median(wall[name]),
+            "speed_ratio_vs_bare_median": common.median(speed),
             "speed_ratios_vs_bare": speed,
-            "extra_wall_seconds_per_epoch_median": bench.median(extra),
+            "extra_wall_seconds_per_epoch_median": common.median(extra),
         }
         rows.append(
             [
                 name,
-                images / bench.median(wall[name]),
-                bench.median(speed),
+                images / common.median(wall[name]),
+                common.median(speed),
                 min(speed),
                 max(speed),
-                1000 * bench.median(extra),
+                1000 * common.median(extra),
             ]
         )
     headers = ["variant", "images/s", "speed vs bare", "min", "max", "extra ms per epoch"]
-    print(bench.table(headers, rows))
+    print(common.table(headers, rows))
 
     # Where the time goes: seconds inside each callback's own hooks, per epoch and per fit (median over
     # repetitions), as a share of a bare epoch of this run.
-    bare_epoch = bench.median(wall["bare model.fit"]) / args.epochs
+    bare_epoch = common.median(wall["bare model.fit"]) / args.epochs
     attribution, attribution_rows = {}, []
     for name in factory.callback_names:
         per_epoch = [
@@ -333,17 +334,17 @@ def run_overhead(splits: Splits, args: argparse.Namespace, pushgateway_url: str)
         hooks = sorted({h for ledger in factory.ledgers for h in ledger[name]})
         attribution[name] = {
             "hooks": hooks,
-            "seconds_per_epoch_median": bench.median(per_epoch),
-            "seconds_per_fit_begin_end_median": bench.median(per_fit),
-            "share_of_bare_epoch": bench.median(per_epoch) / bare_epoch,
+            "seconds_per_epoch_median": common.median(per_epoch),
+            "seconds_per_fit_begin_end_median": common.median(per_fit),
+            "share_of_bare_epoch": common.median(per_epoch) / bare_epoch,
         }
         attribution_rows.append(
             [
                 name,
                 ", ".join(h.removeprefix("on_") for h in hooks),
-                bench.median(per_epoch) * 1000,
-                bench.median(per_fit) * 1000,
-                100 * bench.median(per_epoch) / bare_epoch,
+                common.median(per_epoch) * 1000,
+                common.median(per_fit) * 1000,
+                100 * common.median(per_epoch) / bare_epoch,
             ]
         )
     attribution_headers = [
@@ -353,7 +354,7 @@ def run_overhead(splits: Splits, args: argparse.Namespace, pushgateway_url: str)
         "ms per fit (begin+end)",
         "% of bare epoch",
     ]
-    print(bench.table(attribution_headers, attribution_rows))
+    print(common.table(attribution_headers, attribution_rows))
 
     # Two readings of the target. (a) measured: the paired wall-time ratio above (noisy on a shared
     # machine). (b) from hook time: a bare epoch against a bare epoch plus the seconds the trainer's
@@ -422,18 +423,18 @@ class Variant:
 def throughput_section(
     title: str, variants: list[Variant], baseline: str, images: int, rounds: int
 ) -> dict[str, Any]:
-    bench.section(title)
+    common.section(title)
     for variant in variants:
         variant.warm()
     for round_index in range(rounds):
-        for variant in bench.rotated(variants, round_index):
+        for variant in common.rotated(variants, round_index):
             variant.timed_epoch()
         print(f"  round {round_index + 1}/{rounds} done", flush=True)
     base = next(v for v in variants if v.name == baseline)
     rows, results = [], {}
     for variant in variants:
-        speed = [1 / r for r in bench.paired_ratios(variant.epoch_seconds, base.epoch_seconds)]
-        cpu_speed = [1 / r for r in bench.paired_ratios(variant.epoch_cpu_seconds, base.epoch_cpu_seconds)]
+        speed = [1 / r for r in common.paired_ratios(variant.epoch_seconds, base.epoch_seconds)]
+        cpu_speed = [1 / r for r in common.paired_ratios(variant.epoch_cpu_seconds, base.epoch_cpu_seconds)]
         first = base.first_epoch_seconds / variant.first_epoch_seconds
         # Other work on the machine only ever adds time, so the fastest epoch of each variant is a
         # second robust reading (a ratio of minima), next to the median of paired ratios.
@@ -442,22 +443,22 @@ def throughput_section(
             "epoch_wall_seconds": variant.epoch_seconds,
             "epoch_cpu_seconds": variant.epoch_cpu_seconds,
             "first_epoch_seconds": variant.first_epoch_seconds,
-            "images_per_second_median": images / bench.median(variant.epoch_seconds),
-            "speed_ratio_median": bench.median(speed),
+            "images_per_second_median": images / common.median(variant.epoch_seconds),
+            "speed_ratio_median": common.median(speed),
             "speed_ratios": speed,
-            "cpu_speed_ratio_median": bench.median(cpu_speed),
+            "cpu_speed_ratio_median": common.median(cpu_speed),
             "best_epoch_speed_ratio": best,
             "first_epoch_speed_ratio": first,
         }
         rows.append(
             [
                 variant.name,
-                images / bench.median(variant.epoch_seconds),
-                bench.median(speed),
+                images / common.median(variant.epoch_seconds),
+                common.median(speed),
                 min(speed),
                 max(speed),
                 best,
-                bench.median(cpu_speed),
+                common.median(cpu_speed),
                 variant.first_epoch_seconds,
                 first,
             ]
@@ -474,7 +475,7 @@ def throughput_section(
         "1st-epoch speed",
     ]
     print(f"  speeds are ratios to '{baseline}' of the same round (> 1 is faster)")
-    print(bench.table(headers, rows))
+    print(common.table(headers, rows))
     return {"baseline": baseline, "variants": results, "table": {"headers": headers, "rows": rows}}
 
 
@@ -584,7 +585,9 @@ def subset(arrays: dict[str, Any], images: int) -> Splits:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.trainer_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--overhead-images",
@@ -604,7 +607,7 @@ def main() -> None:
         "--pipelines", default=DEFAULT_PIPELINES, help=f"'all' or some of {','.join(PIPELINES)}"
     )
     parser.add_argument("--model", default="convnet", choices=["convnet", "mlp"], help="model from the zoo")
-    parser.add_argument("--data-dir", type=Path, default=bench.FASHION_MNIST_DIR)
+    parser.add_argument("--data-dir", type=Path, default=common.FASHION_MNIST_DIR)
     parser.add_argument(
         "--json", type=Path, help="results file (default bench/results/trainer_overhead.json)"
     )
@@ -620,7 +623,7 @@ def main() -> None:
     MODEL = args.model
 
     started = time.monotonic()
-    arrays = bench.load_fashion_mnist(args.data_dir)
+    arrays = common.load_fashion_mnist(args.data_dir)
     print(
         f"{MODEL} on Fashion-MNIST from {args.data_dir}; sections {', '.join(sections)}; "
         f"{args.rounds} interleaved rounds"
@@ -641,7 +644,7 @@ def main() -> None:
     if "xla" in sections:
         results["xla"] = run_xla(splits, args)
     results["wall_seconds"] = time.monotonic() - started
-    path = bench.write_results("trainer_overhead", results, args.json)
+    path = common.write_results("trainer_overhead", results, args.json)
     print(f"\n{results['wall_seconds']:.0f}s; results in {path}")
 
 

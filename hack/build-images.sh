@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the images the real test nodes run (tests/k8s/realnode.py), without Docker and without a registry:
+# Build the images the real test nodes run (tests/support/k8s/realnode.py), without Docker and without a registry:
 #   trainer      Dockerfile.trainer, as written, by BuildKit        ghcr.io/mnist-operator/trainer:<version>
 #   operator     Dockerfile.operator, as written, by BuildKit       ghcr.io/mnist-operator/operator:<version>
 #   pushgateway  Dockerfile.pushgateway (Debian's package), BuildKit mnist-operator.local/pushgateway:<deb version>

@@ -13,7 +13,7 @@ command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v make >/dev/null || need+=(make)
 command -v shellcheck >/dev/null || need+=(shellcheck)
-# The test nodes (tests/k8s/realnode.py) start their own containerd with their own config and socket; the
+# The test nodes (tests/support/k8s/realnode.py) start their own containerd with their own config and socket; the
 # package's service is never used (and these machines have no init system that would start it).
 command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)

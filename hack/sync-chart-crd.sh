@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the chart's copy of the MnistTraining CRD from the pydantic models (the same generator as
-# manifests/crd.yaml). tests/unit/test_chart_crd.py fails until this has been run after a model change.
+# manifests/crd.yaml). tests/chart/test_crd.py fails until this has been run after a model change.
 #   bash hack/sync-chart-crd.sh            # uses .venv/bin/python, else python3
 #   PYTHON=/path/to/python bash hack/sync-chart-crd.sh
 set -euo pipefail

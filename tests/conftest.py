@@ -1,4 +1,6 @@
-"""Fixtures shared by every tier: real servers on loopback and generated MNIST-format data."""
+"""Fixtures shared by every tier: real servers on loopback and generated MNIST-format data; and, through
+the plugin tests/support/k8s/fixtures.py, the pinned Kubernetes binaries and helm that tests/k8s and
+tests/chart share."""
 
 import hashlib
 import json
@@ -16,6 +18,9 @@ import pytest
 
 from tests.support.mnist_data import synthetic_mnist, write_idx_quartet, write_npz
 from tests.support.servers import Mirror, Pushgateway, serve_directory, start_pushgateway, trainer_environment
+
+# Session fixtures that more than one test folder uses (a conftest.py serves only the folder it is in).
+pytest_plugins = ("tests.support.k8s.fixtures",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,4 +1,5 @@
-"""Helpers of the benchmarks in ``bench/``: a timing kmock emulator, operator subprocesses, the baseline.
+"""Parts of the operator benchmark (bench/operator_scale.py): the baseline operator, operator
+subprocesses, and what a run records from the real API server's audit log.
 
-They live in a sub-folder because ``make bench`` runs every ``bench/*.py`` as a benchmark script.
+They live in a sub-package because ``make bench`` runs every ``bench/[!_]*.py`` as a benchmark.
 """

@@ -1,11 +1,12 @@
 """The benchmark's floor: a kopf operator that, when an MnistTraining is created, POSTs a bare Job.
 
 No status reflection, no Pushgateway poller, no children watches, no events: what remains is the cost of
-kopf itself, the kubernetes client and kmock. It is set up like the real operator wherever the two would
+kopf itself and the kubernetes client. It is set up like the real operator wherever the two would
 otherwise differ for no reason of their own (login, bookkeeping in annotations, watch timeouts, posting
 level), so ``ours / baseline`` measures what our handlers add.
 
-Run: ``python bench/harness/baseline_operator.py`` with KUBECONFIG set (the benchmark does this).
+Run: ``python -m bench.harness.baseline_operator`` from the repository root, with KUBECONFIG set (the
+benchmark does this).
 """
 
 import asyncio
@@ -71,7 +72,7 @@ async def create_job(name: str, namespace: str, uid: str, memo: kopf.Memo, **_: 
     try:
         await asyncio.to_thread(memo.batch.create_namespaced_job, namespace, job)
     except ApiException as error:
-        # kmock sets no resourceVersion, so kopf may run a create handler twice; the Job is there.
+        # If kopf ever runs a create handler twice, the Job is there already: the floor is one POST.
         if error.status != 409:
             raise
 

@@ -1,15 +1,14 @@
 """The real control plane as the API server of the operator benchmark.
 
-A fresh etcd + kube-apiserver + kube-controller-manager + kube-scheduler per run (tests/k8s/controlplane.py,
-about 4 s to start), with the CRD from manifests/crd.yaml, so the operator meets schema validation,
-defaulting, real resourceVersions, the job controller creating pods, and garbage collection. No node
-agent: the Jobs' pods stay Pending (unschedulable), which costs the control plane what a full cluster's
-pending pods cost it and keeps 1,000 trainers from running on 2 cores.
+A fresh etcd + kube-apiserver + kube-controller-manager + kube-scheduler per run
+(tests/support/k8s/controlplane.py, about 4 s to start), with the CRD from manifests/crd.yaml, so the
+operator meets schema validation, defaulting, real resourceVersions, the job controller creating pods,
+and garbage collection. No node agent: the Jobs' pods stay Pending (unschedulable), which costs the
+control plane what a full cluster's pending pods cost it and keeps 1,000 trainers from running on 2 cores.
 
 Everything the benchmark reads comes from the API server's own audit log, in the shapes of
-:mod:`harness.recording`, stamped by the server as kmock stamps its records (a watch of the harness's own
-would stamp events when a busy harness got round to reading them, and the API server closes watchers
-that fall behind):
+:mod:`.recording`, stamped by the server (a watch of the harness's own would stamp events when a busy
+harness got round to reading them, and the API server closes watchers that fall behind):
 
 * creations: the ``stageTimestamp`` (microseconds, when the response was complete, i.e. the object
   stored) of each successful create: the harness's MnistTrainings and the operator's Jobs;
@@ -36,7 +35,7 @@ from .recording import RecordQueries, Seen
 
 OPERATOR_USER = "mnist-bench-operator"
 HARNESS_USER = "mnist-bench-harness"
-# Audit verbs in kmock's action names, so both tiers count under the same keys.
+# Audit verbs under the action names the results files count by (a patch is an UPDATE).
 ACTIONS = {
     "get": "FETCH",
     "list": "LIST",

@@ -83,7 +83,8 @@ class OperatorProcess:
                 start_new_session=True,
             )
         _LIVE.add(self.process.pid)
-        # /proc polling in a thread: the event loop may be saturated by kmock exactly when memory peaks.
+        # /proc polling in a thread: the event loop may be saturated (following the audit log, POSTing)
+        # exactly when memory peaks.
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._sampler.start()
         return self
@@ -110,8 +111,8 @@ class OperatorProcess:
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM the whole group (kopf stops gracefully), SIGKILL what is left after ``grace``.
 
-        Idempotent. It blocks, so async callers run it in a thread: the operator may still be talking
-        to a kmock served by their event loop while it shuts down."""
+        Idempotent. It blocks, so async callers run it in a thread and keep their event loop serving
+        meanwhile."""
         self._stop_sampling.set()
         if self.process is None or self.process.pid not in _LIVE:
             return None if self.process is None else self.process.returncode

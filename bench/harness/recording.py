@@ -1,6 +1,5 @@
-"""What the operator benchmark reads of a run, whichever API server served it (kmock or a real one).
-
-Both tiers record the same things in the same shapes, so one ``measure`` judges both:
+"""What the operator benchmark reads of a run, in the shapes ``measure`` judges (the real API server's audit
+log fills them: cluster.py):
 
 * ``created``: (plural, namespace, name) -> monotonic time the object first appeared;
 * ``epochs``: (namespace, name, epoch) -> when a status write first carried ``status.epoch == epoch``;
@@ -13,16 +12,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-# Requests the harness itself makes carry this header, so that kmock leaves them out of the operator's
-# counts (on the real tier the audit policy logs only the operator's user, which does the same).
-HARNESS_HEADER = "X-Mnist-Bench-Harness"
-
 
 @dataclass(frozen=True)
 class Seen:
     """One request as the API server saw it: enough to count API calls per verb and resource.
 
-    ``action`` uses kmock's names (LIST, WATCH, FETCH, CREATE, UPDATE, DELETE) on both tiers."""
+    ``action`` is one of LIST, WATCH, FETCH, CREATE, UPDATE (a patch too), DELETE."""
 
     at: float
     method: str
@@ -32,7 +27,7 @@ class Seen:
 
 
 class RecordQueries:
-    """The queries ``measure`` makes; mixed into the kmock emulator and the real tier's recorder."""
+    """The queries ``measure`` makes of a recorder (cluster.ClusterRecorder)."""
 
     created: dict[tuple[str, str, str], float]
     epochs: dict[tuple[str, str, int], float]
@@ -41,7 +36,7 @@ class RecordQueries:
     last_request: float
 
     def check(self) -> None:
-        """Raise if recording has broken down (kmock's in-process recording cannot)."""
+        """Raise if recording has broken down."""
 
     def count_created(self, plural: str, namespace: str) -> int:
         return sum(1 for p, ns, _ in self.created if p == plural and ns == namespace)

@@ -1,4 +1,4 @@
-"""What the built images hold, read from their archives: tests/unit/test_images.py checks the Dockerfiles,
+"""What the built images hold, read from their archives: test_dockerfiles.py checks the Dockerfiles,
 these check what BuildKit made of them (and of Dockerfile.pushgateway and hack/pause.c)."""
 
 from __future__ import annotations

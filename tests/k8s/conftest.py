@@ -4,10 +4,10 @@
 - ``cluster`` (session): two real nodes on it (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS):
   ``node-cpu`` and ``node-gpu`` (1 ``nvidia.com/gpu``, tainted ``nvidia.com/gpu=present:NoSchedule`` so
   only pods that tolerate it land there), with the images ``hack/build-images.sh`` built.
+- ``k8s_binaries`` and ``helm`` (session), shared with tests/chart: tests/support/k8s/fixtures.py.
 - ``k8s_api`` (session): an admin ``ApiClient`` built explicitly from the written kubeconfig.
 - ``namespace`` (function): a fresh namespace per test, Pod Security ``restricted``, deleted afterwards.
 - ``mirror`` (session): generated MNIST served by a pod, for trainings.
-- ``helm`` (session): the pinned helm with throw-away homes.
 
 Without the binaries or the images every test here is skipped with the command to build them -- except
 under CI (env ``CI`` set), where a skip would hide a broken tier, so the tests fail instead.
@@ -31,39 +31,18 @@ import numpy.typing as npt
 import pytest
 from kubernetes import client as k8s
 
-from .binaries import Binaries, BinariesMissingError, locate, pinned_versions
-from .controlplane import ControlPlane
-from .helm import Helm
-from .helpers import create_namespace
-from .incluster import ClusterMirror, start_mirror
-from .realnode import NodeSpec, RealNodes
+from tests.support.k8s.binaries import Binaries
+from tests.support.k8s.controlplane import ControlPlane
+from tests.support.k8s.fixtures import in_ci
+from tests.support.k8s.helpers import create_namespace
+from tests.support.k8s.incluster import ClusterMirror, start_mirror
+from tests.support.k8s.realnode import NodeSpec, RealNodes
 
 REPO = Path(__file__).resolve().parents[2]
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Equal", "value": "present", "effect": "NoSchedule"}
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="session")
-def k8s_binaries() -> Binaries:
-    try:
-        return locate()
-    except BinariesMissingError as exc:
-        if _in_ci():
-            pytest.fail(f"CI is set, so the control-plane tier must not skip: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
-def helm(k8s_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    if k8s_binaries.helm is None:
-        pytest.fail(f"helm missing from {k8s_binaries.dir}; re-run hack/k8s-binaries.sh")
-    return Helm(k8s_binaries.helm, tmp_path_factory.mktemp("helm"), pinned_versions()["KUBERNETES_VERSION"])
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +104,7 @@ def namespace(request: pytest.FixtureRequest, core: Any) -> Iterator[str]:
     core.delete_namespace(name, propagation_policy="Background")
 
 
-# --- the real nodes (tests/k8s/realnode.py) -------------------------------------------------------------
+# --- the real nodes (tests/support/k8s/realnode.py) ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -140,7 +119,7 @@ class BuiltImages:
 
 
 def _fail_or_skip(message: str) -> NoReturn:
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"CI is set, so the real-node tier must not skip: {message}", pytrace=False)
     pytest.skip(message)
 

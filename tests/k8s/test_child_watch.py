@@ -14,9 +14,8 @@ from mnist_operator import kube
 from mnist_operator.children import ChildWatch
 from mnist_operator.handlers import CHILDREN_SELECTOR
 from mnist_operator.naming import LABEL_NAME, LABEL_UID, MANAGED_BY, OPERATOR_NAME
-
-from .binaries import Binaries
-from .controlplane import ControlPlane
+from tests.support.k8s.binaries import Binaries
+from tests.support.k8s.controlplane import ControlPlane
 
 pytestmark = pytest.mark.k8s
 Event = tuple[str, str | None, dict[str, Any]]

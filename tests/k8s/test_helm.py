@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from .binaries import Binaries
-from .controlplane import ControlPlane
+from tests.support.k8s.binaries import Binaries
+from tests.support.k8s.controlplane import ControlPlane
 
 pytestmark = pytest.mark.k8s
 

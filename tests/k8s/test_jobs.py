@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.k8s.helpers import condition, job_manifest, pod_manifest, python_container, wait_for
+
 from .conftest import GPU_RESOURCE, GPU_TOLERATION, Cluster
-from .helpers import condition, job_manifest, pod_manifest, python_container, wait_for
 
 pytestmark = pytest.mark.k8s
 

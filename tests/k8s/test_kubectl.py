@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.k8s.controlplane import ControlPlane
+from tests.support.k8s.helpers import wait_for
+
 from .conftest import Cluster
-from .controlplane import ControlPlane
-from .helpers import wait_for
 
 pytestmark = pytest.mark.k8s
 

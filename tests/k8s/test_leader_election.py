@@ -14,8 +14,7 @@ import pytest
 
 from mnist_operator.kube import Kube, request
 from mnist_operator.leader import LeaderElection
-
-from .controlplane import ControlPlane
+from tests.support.k8s.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 DURATION = 3.0

@@ -25,14 +25,14 @@ from typing import Any
 import pytest
 
 from mnist_api import ManifestError, load_manifest_file
+from tests.support.k8s.controlplane import ControlPlane
+from tests.support.k8s.helm import CHART, RELEASE, Helm
+from tests.support.k8s.helpers import make_claim, wait_for
+from tests.support.k8s.incluster import ClusterMirror, ClusterPushgateway
+from tests.support.k8s.operator_support import apply, sample_training, training_status, wait_for_phase
 from tests.support.servers import basic_auth_header, write_basic_auth_web_config
 
 from .conftest import Cluster
-from .controlplane import ControlPlane
-from .helm import CHART, RELEASE, Helm
-from .helpers import make_claim, wait_for
-from .incluster import ClusterMirror, ClusterPushgateway
-from .operator_support import apply, sample_training, training_status, wait_for_phase
 
 pytestmark = pytest.mark.k8s
 INVALID = Path(__file__).resolve().parents[1] / "resources" / "invalid"

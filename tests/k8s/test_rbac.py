@@ -10,8 +10,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from .controlplane import ControlPlane
-from .helpers import wait_for
+from tests.support.k8s.controlplane import ControlPlane
+from tests.support.k8s.helpers import wait_for
 
 pytestmark = pytest.mark.k8s
 

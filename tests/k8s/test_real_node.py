@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from .binaries import pinned_versions
+from tests.support.k8s.binaries import pinned_versions
+from tests.support.k8s.helpers import pod_spec, python_container, wait_for
+
 from .conftest import GPU_RESOURCE, GPU_TOLERATION, Cluster
-from .helpers import pod_spec, python_container, wait_for
 
 pytestmark = pytest.mark.k8s
 

@@ -1,4 +1,5 @@
-"""Running ``bench/operator_scale.py`` small, as the tests that keep ``make bench`` working do.
+"""Running the operator benchmark (``python -m bench.operator_scale``) small, as the test that keeps
+``make bench`` working does (tests/k8s/test_operator_scale_bench.py).
 
 A benchmark is not a test, and these tests assert no timing: they run the harness at a few resources
 and check that every run completed and that the counts it reports (Jobs, Job POSTs, status epochs,
@@ -13,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "bench" / "operator_scale.py"
+MODULE = "bench.operator_scale"
 
 
 def run_operator_scale(
-    tier: str, resources: int, results: Path, env: dict[str, str] | None = None, timeout: float = 300
+    resources: int, results: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> dict[str, Any]:
-    """Both operators at one scale point on ``tier``; returns the tier's results document."""
-    argv = [sys.executable, str(SCRIPT), "--tiers", tier, "--resources", str(resources)]
+    """Both operators at one scale point on a real control plane; returns the results document."""
+    argv = [sys.executable, "-m", MODULE, "--resources", str(resources)]
     argv += ["--window", "3", "--lag-samples", "2", "--json", str(results)]
     done = subprocess.run(
         argv,
@@ -31,11 +32,10 @@ def run_operator_scale(
         timeout=timeout,
         check=False,
     )
-    assert done.returncode == 0, f"operator_scale.py exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    path = results if tier == "kmock" else results.with_name(f"{results.stem}_{tier}{results.suffix}")
-    document: dict[str, Any] = json.loads(path.read_text())
-    assert document["tier"] == tier
-    assert f"Operator scale ({'kmock tier' if tier == 'kmock' else 'real control plane'}" in done.stdout
+    assert done.returncode == 0, f"{MODULE} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    document: dict[str, Any] = json.loads(results.read_text())
+    assert document["benchmark"] == "operator_scale"
+    assert "Operator scale (real control plane" in done.stdout
     return document
 
 
@@ -46,8 +46,7 @@ def assert_counts(document: dict[str, Any], resources: int) -> None:
         (run,) = runs[kind]
         assert run["ok"], run["error"]
         assert run["jobs"] == resources, run
-        # One POST per Job: a real API server (and kmock with resourceVersions) gives kopf no reason
-        # to run a create handler twice.
+        # One POST per Job: a real API server gives kopf no reason to run a create handler twice.
         assert run["api_requests_create"]["CREATE jobs"] == resources, run["api_requests_create"]
         assert run["latency_p50_ms"] > 0 and run["rss_hwm_mib"] > 0
     ours = runs["ours"][0]

@@ -1,6 +1,6 @@
 """Test servers as pods on the real nodes: an MNIST mirror and a Pushgateway, reached as Services.
 
-Pods on the real nodes reach nothing on the host (tests/k8s/realnode.py), so the servers a training
+Pods on the real nodes reach nothing on the host (realnode.py), so the servers a training
 needs run in the cluster, from the images hack/build-images.sh built, and tests read them through the
 API server's service proxy (`/api/v1/namespaces/<ns>/services/<name>:<port>/proxy/...`), the way
 `kubectl get --raw` reaches a Service from outside a cluster.

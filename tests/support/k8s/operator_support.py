@@ -11,7 +11,7 @@ import yaml
 from .controlplane import ControlPlane
 from .helpers import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def sample_training(namespace: str, name: str, **spec: Any) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 import io
 from pathlib import Path
 
-import pytest
-
-from mnist_api import ManifestError, MnistTraining, load_manifest_file
+from mnist_api import MnistTraining, load_manifest_file
 from mnist_operator.cli import apply_overrides
 from mnist_operator.local import as_local_run, local_run_uid
 
@@ -63,17 +61,3 @@ def test_a_run_of_an_older_version_without_a_record_is_kept_not_overwritten(tmp_
     start(sample(), tmp_path)
     assert (runs / "mnist-convnet.local" / "model.keras").read_text() == "mnist-convnet.local"
     assert (runs / "mnist-convnet.local.2" / "model.keras").read_text() == "mnist-convnet"
-
-
-def test_set_reads_values_as_a_manifest_would() -> None:
-    # Issue 12 item 1: `--set spec.learningRate=1e-3` was a string for PyYAML, so it was refused.
-    training = sample("spec.learningRate=1e-3", "spec.batchSize=32.0", "spec.model=null")
-    assert training.spec.learning_rate == 0.001 and training.spec.batch_size == 32
-    assert training.spec.model == "convnet"  # null is pruned, then defaulted
-
-
-def test_set_refuses_what_kubectl_cannot_send() -> None:
-    with pytest.raises(ManifestError, match=r"unsupported value: \+Inf"):
-        sample("spec.releaseCriteria.maxModelSizeMb=.inf")
-    with pytest.raises(ManifestError, match="must be of type integer"):
-        sample('spec.epochs="5"')

@@ -31,7 +31,7 @@ from .binaries import Binaries
 from .pki import KeyPair, Pki, write_kubeconfig
 
 # ClusterIPs are allocated from it; only pods on real nodes dial them, inside the nodes' own network
-# namespaces (tests/k8s/realnode.py), where kube-proxy translates them.
+# namespaces (realnode.py), where kube-proxy translates them.
 SERVICE_CIDR = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"  # the first address: the apiserver gives it to `kubernetes`
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -66,7 +66,7 @@ class ControlPlane:
     ) -> None:
         self.bin = binaries
         self.dir = workdir
-        # Where real nodes run (tests/k8s/realnode.py), the API server reaches kubelets, pods and Services
+        # Where real nodes run (realnode.py), the API server reaches kubelets, pods and Services
         # through an HTTP CONNECT proxy on this UNIX socket (its `cluster` egress selection).
         self.egress_socket = egress_socket
         # Appended to kube-apiserver's flags (the operator benchmark adds an audit log).
@@ -103,7 +103,7 @@ class ControlPlane:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ],
-            # The `kubernetes` Service's ClusterIP: pods on real nodes (tests/k8s/realnode.py) dial it.
+            # The `kubernetes` Service's ClusterIP: pods on real nodes (realnode.py) dial it.
             ips=["127.0.0.1", KUBERNETES_SERVICE_IP],
         )
         sa_keys = pki.service_account_keys()

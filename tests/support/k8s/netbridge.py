@@ -15,7 +15,7 @@ a loopback or inside the run's own namespaces:
   ``cluster`` egress selection -- the way Konnectivity serves clusters whose nodes sit in networks the
   control plane cannot route to.
 
-One process serves any number of rules: ``python -m tests.k8s.netbridge RULE ARGS [; RULE ARGS]...``.
+One process serves any number of rules: ``python -m tests.support.k8s.netbridge RULE ARGS [; RULE ARGS]...``.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ from .binaries import Binaries
 from .controlplane import SERVICE_CIDR, ControlPlane
 from .pki import write_kubeconfig
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WIRE = ipaddress.ip_network("10.250.0.0/24")
 POD_CIDRS = ipaddress.ip_network("10.244.0.0/16")
 CLUSTER_DOMAIN = "cluster.local"

@@ -5,16 +5,37 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .controlplane import ControlPlane
+if TYPE_CHECKING:  # for annotations only: rendering a chart needs no kubernetes client
+    from .controlplane import ControlPlane
 
 Doc = dict[str, Any]
-CHART = Path(__file__).resolve().parents[2] / "charts" / "mnist-operator"
+CHART = Path(__file__).resolve().parents[3] / "charts" / "mnist-operator"
 RELEASE = "mnist-operator"  # contains the chart name, so objects are called plainly `mnist-operator`
 RENDER_NAMESPACE = "mnist-operator"
+# The chart's ci/*-values.yaml scenarios, and its defaults (None) with them.
+SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
+ALL_VALUES: list[Path | None] = [None, *SCENARIOS]
+
+
+def values_args(scenario: Path | None) -> list[str]:
+    return ["--values", str(scenario)] if scenario else []
+
+
+def scenario_id(scenario: Path | None) -> str:
+    return scenario.name.removesuffix("-values.yaml") if scenario else "chart-defaults"
+
+
+def one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
+    """The one rendered object of ``kind`` (named ``name``, if given); fails unless there is exactly one."""
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, (
+        f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in found]}"
+    )
+    return found[0]
 
 
 @dataclass(frozen=True)

@@ -615,7 +615,7 @@ def build_context(rules: list[IgnoreRule]) -> list[str]:
         "trainer/mnist_trainer/models.pyc",
         "mnist_operator.egg-info/PKG-INFO",
         "trainer/.venv/bin/python",
-        "tests/unit/test_images.py",
+        "tests/images/test_dockerfiles.py",
         "charts/mnist-operator/values.yaml",
         "bench/results/run.json",
         "build/lib/mnist_api/spec.py",

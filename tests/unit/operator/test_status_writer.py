@@ -1,0 +1,45 @@
+"""The status writer (status_writer.py): coalesced status writes, an Event per phase change, retries.
+Driven through the Operator's public calls with a fake of the one API client (fake_kube.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_operator.kube import ApiError
+
+from .fake_kube import FakeKube
+from .parts import NOW, job_event, make_operator, settle, training
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_changes_within_the_window_make_one_status_write_and_a_phase_change_one_event() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    await operator.ensure_job(training())
+    await operator.training_event("ADDED", training())
+    for _ in range(3):
+        await operator.child_event("job", "MODIFIED", job_event(active=1))
+    await settle()
+    assert len(kube.statuses) == 1
+    assert kube.statuses[0][2]["phase"] in ("Pending", "Running")
+    # The same facts again: nothing new to write.
+    await operator.child_event("job", "MODIFIED", job_event(active=1))
+    await settle()
+    assert len(kube.statuses) == 1
+    await operator.child_event("job", "MODIFIED", job_event(succeeded=1, conditions=[
+        {"type": "Complete", "status": "True", "lastTransitionTime": NOW}
+    ]))  # fmt: skip
+    await settle()
+    assert kube.statuses[-1][2]["phase"] == "Succeeded"
+    assert [reason for _, reason, _ in posted][-1] == "Succeeded"
+
+
+async def test_a_failed_status_write_is_retried_until_it_lands() -> None:
+    kube, posted = FakeKube(failures=[ApiError(503, "Service Unavailable", "{}")]), []
+    operator = make_operator(kube, posted)
+    operator.status.retry_seconds = (0.01,)
+    await operator.ensure_job(training())
+    await operator.child_event("job", "ADDED", job_event(active=1))
+    await settle()
+    assert len(kube.statuses) == 1 and not kube.failures

@@ -1,0 +1,46 @@
+"""Trainings (trainings.py): one Job per training, never another training's, suspend and the TTL.
+Driven through the Operator's public calls with a fake of the one API client (fake_kube.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_operator import clock
+from mnist_operator.trainings import JobTakenError
+
+from .fake_kube import FakeKube
+from .parts import make_operator, training
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_new_training_gets_one_job_and_one_jobcreated_event_across_restarts() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    assert await operator.ensure_job(training()) == "digits-trainer"
+    restarted = make_operator(kube, posted)
+    assert await restarted.ensure_job(training()) == "digits-trainer"  # found, not created again
+    assert list(kube.jobs) == [("ml", "digits-trainer")]
+    assert [reason for _, reason, _ in posted] == ["JobCreated"]
+
+
+async def test_a_job_of_another_training_with_the_same_name_is_not_adopted() -> None:
+    kube, posted = FakeKube(), []
+    await make_operator(kube, posted).ensure_job(training(uid="old"))
+    with pytest.raises(JobTakenError, match="belongs to another resource"):
+        await make_operator(kube, posted).ensure_job(training(uid="new"))
+
+
+async def test_suspending_patches_the_job_and_a_due_ttl_deletes_this_very_training() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    await operator.set_suspended(training(), True)
+    assert kube.suspends == [("ml", "digits-trainer", True)]
+    finished = {**training(runPolicy={"ttlSecondsAfterFinished": 60})}
+    finished["status"] = {"phase": "Succeeded", "completionTime": "2026-01-01T00:00:00Z"}
+    assert await operator.expire_if_due(finished)
+    assert kube.deleted == [("ml", "digits", "u-1")]
+    just_finished = {**finished, "status": {"phase": "Succeeded", "completionTime": clock.utc_now()}}
+    running = {**finished, "status": {"phase": "Running"}}
+    assert not await operator.expire_if_due(just_finished) and not await operator.expire_if_due(running)
+    assert len(kube.deleted) == 1
