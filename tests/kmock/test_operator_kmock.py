@@ -139,9 +139,18 @@ async def test_job_status_and_pushed_metrics_become_the_resource_status(
         conditions = {c["type"]: c["status"] for c in status()["conditions"]}
         assert conditions["Succeeded"] == "True" and conditions["Running"] == "False"
         assert conditions["MetricsAvailable"] == "True"
-        # The operator's own metrics, as Prometheus would scrape them.
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
-            exposition = reply.read().decode()
+
+        # The operator's own metrics, as Prometheus would scrape them. The operator counts the write once
+        # the API server has answered it, which may be just after this test reads the stored status.
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+                return str(reply.read().decode())
+
+        await eventually(
+            lambda: sample(scrape(), 'mnist_operator_trainings{phase="Succeeded"}') >= 1,
+            what="the Succeeded training counted",
+        )
+        exposition = scrape()
         assert sample(exposition, "mnist_operator_trainings_created_total") >= 1
         assert sample(exposition, 'mnist_operator_trainings_finished_total{phase="Succeeded"}') >= 1
         assert sample(exposition, 'mnist_operator_trainings{phase="Succeeded"}') >= 1
