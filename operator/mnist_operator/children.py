@@ -1,8 +1,9 @@
 """Jobs and pods, watched outside kopf and reduced to what the status needs as each event arrives.
 
 kopf queues every watch event whole, per object, until that object's handlers run. A real Job or pod is
-10-20 KiB of JSON (managedFields, server defaults, the trainer's environment, the pod template); with
-1,000 trainings on a saturated event loop those queues held about 90 MiB (bench/operator_scale.py). Here
+tens of KiB of JSON (managedFields, server defaults, the trainer's environment, the pod template); with
+1,000 trainings on a saturated event loop those queues held most of the operator's memory
+(docs/benchmarks.md, section 5). Here
 a thread per watched kind reads the stream, keeps a small summary of each object (what client-go's
 transform functions do) and hands only the summary to the event loop: when the loop falls behind, what
 waits is summaries of a few hundred bytes, not whole objects.

@@ -3,7 +3,7 @@
 For every watch event of every kind, kopf's ``DiffBaseStorage.build`` deep-copies the whole body and
 then deletes ``status`` and ``metadata`` (keeping labels and annotations). On a real API server those are
 the bulk of an object: managedFields on everything, our own status on MnistTrainings. At 1,000 trainings
-that copying was the largest single cost in the operator's event loop (bench/operator_scale.py under
+that copying was the largest single cost in the operator's event loop (`python -m bench.operator_scale`, its
 ``--profile``). The essence is the same: kopf's own ``build`` runs on a view without the parts it would
 delete.
 """

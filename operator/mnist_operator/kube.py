@@ -3,8 +3,8 @@ client's connection pool and credentials (kubeconfig, in-cluster token, exec plu
 TLS, proxies), with one error type, :class:`ApiError`, that carries the server's status and message.
 
 Why not the generated ``BatchV1Api``/``CustomObjectsApi``/``CoreV1Api``: the operator reads every answer
-as JSON anyway, and in kubernetes 37 ``CoreV1Api`` alone imports some 270 pydantic model modules on first
-use (14 MiB of operator memory, docs/benchmarks.md); decoding into models and back also costs more than
+as JSON anyway, and ``CoreV1Api`` alone imports hundreds of model modules on first use (a measurable
+share of the operator's memory, docs/benchmarks.md); decoding into models and back also costs more than
 the request. The client is built from an explicit configuration (in-cluster, or the file KUBECONFIG names
 at call time, not at import time) and never from global state.
 """

@@ -85,9 +85,9 @@ class Store:
 
 
 # Only what the status reducer reads is kept of children (and what finds their training). A Job or pod
-# from a real API server carries its whole pod template or spec and managedFields; the whole copies were
-# 70 of the 504 MiB the operator first peaked at with 1,000 trainings on a real control plane
-# (bench/operator_scale.py). The watches (children.py) reduce each event to this as it arrives.
+# from a real API server carries its whole pod template or spec and managedFields; kept whole, those
+# copies were a large share of the operator's memory at 1,000 trainings (docs/benchmarks.md, section 5).
+# The watches (children.py) reduce each event to this as it arrives.
 def job_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """A Job's identity, whether it is suspended, and its status."""
     spec = body.get("spec") or {}
