@@ -77,7 +77,8 @@ async def serve(config: Config, liveness: str | None, *, verbose: bool = False) 
     from .leader import LeaderElection, new_identity
 
     kopf.configure(verbose=verbose)
-    election = None
+    stop = asyncio.Event()
+    election, keeping = None, None
     if config.leader_election_namespace:
         election = LeaderElection(
             Kube(make_api_client()),
@@ -88,10 +89,10 @@ async def serve(config: Config, liveness: str | None, *, verbose: bool = False) 
         )
         async with standby_probe(liveness):
             await election.acquire()
-    stop = asyncio.Event()
-    keeping = asyncio.create_task(election.keep()) if election else None
-    if keeping is not None:
+        # keep() returns only when another replica has taken the Lease: then kopf stops.
+        keeping = asyncio.create_task(election.keep())
         keeping.add_done_callback(lambda _: stop.set())
+    lost = False
     try:
         await kopf.operator(
             standalone=True,
@@ -101,10 +102,12 @@ async def serve(config: Config, liveness: str | None, *, verbose: bool = False) 
             stop_flag=stop,
         )
     finally:
-        if election is not None and keeping is not None and not keeping.done():
-            keeping.cancel()
-            await election.release()
-    return 1 if keeping is not None and keeping.done() and not keeping.cancelled() else 0
+        if election is not None and keeping is not None:
+            lost = keeping.done()
+            if not lost:
+                keeping.cancel()
+                await election.release()
+    return 1 if lost else 0
 
 
 @contextlib.asynccontextmanager

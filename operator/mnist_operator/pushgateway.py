@@ -163,7 +163,7 @@ async def delete_group(
 ) -> bool:
     """Forget a run's metrics; True once the Pushgateway confirmed it (2xx: it answers 202 whether or
     not the group existed). Anything else (401/403 without the right credentials, a 404 from a wrong
-    URL, no answer) is logged, counted, and left for the next sweep (``Operator.sweep_orphans``)."""
+    URL, no answer) is logged, counted, and left for the next sweep (``Pollers.sweep_orphans``)."""
     run = f"{namespace}/{name} (uid {uid})"
     try:
         async with (

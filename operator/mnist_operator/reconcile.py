@@ -14,15 +14,12 @@ Job and pod changes arrive from the watch streams (children.py) into the shared 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mnist_api import MnistTraining
-
 from . import opmetrics
 from .clock import utc_now
 from .config import Config
 from .kube import Kube
 from .pollers import Pollers
 from .pushgateway import RunKey
-from .reducer import MetricsView
 from .state import ChildKind, Store
 from .status_writer import EventPoster, StatusWriter
 from .trainings import Trainings
@@ -73,12 +70,6 @@ class Operator:
 
     async def expire_if_due(self, body: Mapping[str, Any]) -> bool:
         return await self.trainings.expire_if_due(body)
-
-    def metrics_for(self, training: MnistTraining) -> MetricsView | None:
-        return self.pollers.metrics_for(training)
-
-    async def sweep_orphans(self) -> int:
-        return await self.pollers.sweep_orphans()
 
     def start(self) -> None:
         self.pollers.start()

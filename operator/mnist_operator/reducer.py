@@ -92,11 +92,8 @@ def stored_status(fields: Mapping[str, Any]) -> dict[str, Any]:
     types (a float figure the API server handed back as ``1`` is ``1.0`` again) under the model's
     aliases, with ``None`` left out. A name the model lacks, at any level, raises ValidationError."""
     status = MnistTrainingStatus.model_validate(fields, extra="forbid", by_alias=False, by_name=True)
-    document = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    # Keys in the order of ``fields`` (the model's own order is its declarations'), so the JSON written
-    # stays what it was before the model built it.
-    keys = (_STATUS_KEYS[name] for name in fields)
-    return {key: document[key] for key in keys if key in document} | document
+    document: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return document
 
 
 def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Outcome:

@@ -311,12 +311,12 @@ def finished_epochs(volume: Path, namespace: str, name: str) -> int:
 def kill_trainer_after(cluster: Cluster, volume: Path, namespace: str, name: str, epoch: int) -> int:
     """SIGKILL the running trainer as soon as it has recorded ``epoch`` finished epochs (a node failure
     or an OOM kill: no chance to clean up); returns the epochs it had finished when it died."""
-    wait_for(
+    pids = wait_for(
         lambda: finished_epochs(volume, namespace, name) >= epoch and cluster.container_pids(namespace),
         timeout=240,
         what=f"the trainer to finish epoch {epoch}",
     )
-    for pid in cluster.container_pids(namespace):
+    for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return finished_epochs(volume, namespace, name)
 

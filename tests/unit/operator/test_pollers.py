@@ -22,10 +22,10 @@ async def test_the_operators_credentials_go_to_its_own_pushgateway_only() -> Non
 
     elsewhere = validate_resource(training(metrics={"pushgatewayUrl": "http://someone-elses:9091/"}))
     assert operator.pollers.url_for(elsewhere) == "http://someone-elses:9091"
-    assert operator.metrics_for(elsewhere) is None  # not polled yet: nothing to say, not "no metrics"
+    assert operator.pollers.metrics_for(elsewhere) is None  # not polled yet: nothing to say, not "no metrics"
 
 
 async def test_a_sweep_needs_a_reachable_pushgateway_with_groups_before_it_lists_trainings() -> None:
     kube = FakeKube()
     operator = make_operator(kube, [], pushgateway_url="http://127.0.0.1:9")
-    assert await operator.sweep_orphans() == 0  # nothing polled: nothing to compare, no LIST made
+    assert await operator.pollers.sweep_orphans() == 0  # nothing polled: nothing to compare, no LIST made
