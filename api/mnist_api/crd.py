@@ -15,6 +15,7 @@ from .resource import CATEGORIES, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SI
 from .spec import (
     MODEL_SIZE_NEEDS_KERAS,
     MODEL_SIZE_NEEDS_KERAS_RULE,
+    TASK_RULES,
     MetricsSpec,
     MnistTrainingSpec,
     RunPolicySpec,
@@ -22,12 +23,14 @@ from .spec import (
 from .status import MnistTrainingStatus
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Task", "type": "string", "jsonPath": ".spec.task", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Epoch", "type": "string", "jsonPath": ".status.progress"},
     {"name": "Accuracy", "type": "number", "jsonPath": ".status.accuracy"},
     {"name": "Val-Acc", "type": "number", "jsonPath": ".status.valAccuracy"},
     {"name": "Loss", "type": "number", "jsonPath": ".status.loss"},
     {"name": "Test-Acc", "type": "number", "jsonPath": ".status.testAccuracy", "priority": 1},
+    {"name": "Predicted", "type": "integer", "jsonPath": ".status.predictedImages", "priority": 1},
     {"name": "Pod", "type": "string", "jsonPath": ".status.podName", "priority": 1},
     {"name": "Model", "type": "string", "jsonPath": ".status.modelPath", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -176,7 +179,7 @@ def build_crd() -> dict[str, Any]:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "Trains a Keras CNN on MNIST or Fashion-MNIST as a Kubernetes Job.",
+                            "description": "Trains, evaluates or predicts with a Keras model on MNIST-like images, as a Kubernetes Job.",
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
@@ -189,6 +192,7 @@ def build_crd() -> dict[str, Any]:
                                             "rule": MODEL_SIZE_NEEDS_KERAS_RULE,
                                             "message": MODEL_SIZE_NEEDS_KERAS,
                                         },
+                                        *({"rule": r, "message": m} for r, m in TASK_RULES),
                                         *immutability_rules(),
                                     ],
                                 },

@@ -12,10 +12,17 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .layout import DATA_MOUNT_PATH, OUTPUT_MOUNT_PATH
+from .layout import (
+    BASE_MODEL_MOUNT_PATH,
+    DATA_MOUNT_PATH,
+    DATASET_MOUNT_PATH,
+    MODEL_KERAS_FILE,
+    OUTPUT_MOUNT_PATH,
+    PREDICT_INPUT_MOUNT_PATH,
+)
 from .manifest import MnistTraining
 from .metrics import DEFAULT_JOB, DEFAULT_PREFIX
-from .spec import EarlyStoppingSpec, ReleaseCriteriaSpec
+from .spec import EarlyStoppingSpec, MnistTrainingSpec, ReleaseCriteriaSpec, Task
 
 ENV_PREFIX: Final = "MNIST_"
 # Resolved by the kubelet from the auth Secret; never put into plain env values.
@@ -36,8 +43,15 @@ class TrainerConfig(BaseModel):
     namespace: str
     name: str
     uid: str
+    task: Task = Task.TRAIN
+    base_model_path: str | None = None
+    """The .keras file to start from (fine-tuning) or to evaluate or predict with."""
+    predict_url: str | None = None
+    predict_dir: str | None = None
     dataset: str
     dataset_url: str | None = None
+    dataset_dir: str | None = None
+    """An image-folder dataset already on a volume (training/<class>/, testing/<class>/)."""
     dataset_sha256: dict[str, str] = Field(default_factory=dict)
     data_dir: str
     output_dir: str
@@ -50,6 +64,8 @@ class TrainerConfig(BaseModel):
     seed: int | None = None
     early_stopping: EarlyStoppingSpec | None = None
     export_formats: list[str]
+    checkpoint_interval: int | None = Field(None, ge=1)
+    model_card: bool = True
     pushgateway_url: str | None = None
     metrics_job: str = DEFAULT_JOB
     metrics_prefix: str = DEFAULT_PREFIX
@@ -77,7 +93,7 @@ class TrainerConfig(BaseModel):
             if key not in environ:
                 continue
             text = environ[key]
-            raw[field] = text if info.annotation in (str, str | None) else _decode(key, text)
+            raw[field] = text if _is_text(info.annotation) else _decode(key, text)
         try:
             return cls.model_validate(raw)
         except ValidationError as error:
@@ -88,11 +104,31 @@ class TrainerConfig(BaseModel):
             raise EnvContractError(f"invalid trainer environment: {problems}") from None
 
 
+def _is_text(annotation: Any) -> bool:
+    """Strings (and string enums) travel as they are; everything else as JSON."""
+    return annotation in (str, str | None) or (isinstance(annotation, type) and issubclass(annotation, str))
+
+
 def _decode(key: str, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise EnvContractError(f"{key} is not valid JSON: {error.msg} (value {text!r})") from None
+
+
+def base_model_file(spec: MnistTrainingSpec, namespace: str) -> str | None:
+    """The base model's path inside its volume: the claim's path, or where the named training's run
+    exported model.keras on its output claim (``RunPaths.model_keras``, relative to the volume's root)."""
+    source = spec.base_model
+    if source is None:
+        return None
+    if source.training is not None:
+        return f"{namespace}/{source.training}/{MODEL_KERAS_FILE}"
+    return source.path
+
+
+def _under(root: str, path: str | None) -> str:
+    return f"{root.rstrip('/')}/{path}" if path else root
 
 
 def trainer_config(
@@ -102,18 +138,39 @@ def trainer_config(
     data_dir: str = DATA_MOUNT_PATH,
     output_dir: str = OUTPUT_MOUNT_PATH,
     uid: str | None = None,
+    mount_paths: Mapping[str, str] | None = None,
 ) -> TrainerConfig:
-    """What the trainer needs from a resource. ``uid`` defaults to the resource's own."""
+    """What the trainer needs from a resource. ``uid`` defaults to the resource's own.
+
+    ``mount_paths`` replaces the pod's mount paths of the read-only claims (``BASE_MODEL_MOUNT_PATH``,
+    ``DATASET_MOUNT_PATH``, ``PREDICT_INPUT_MOUNT_PATH``) with where local mode finds them.
+    """
     spec, meta = resource.spec, resource.metadata
     run_uid = uid or meta.uid
     if not run_uid:
         raise EnvContractError(f"MnistTraining {meta.namespace}/{meta.name} has no uid yet")
+    mounts = dict(mount_paths or {})
+
+    def mounted(mount_path: str) -> str:
+        return mounts.get(mount_path, mount_path)
+
+    model_file = base_model_file(spec, meta.namespace)
+    predict = spec.predict
     return TrainerConfig(
         namespace=meta.namespace,
         name=meta.name,
         uid=run_uid,
+        task=spec.task,
+        base_model_path=_under(mounted(BASE_MODEL_MOUNT_PATH), model_file) if model_file else None,
+        predict_url=predict.url if predict else None,
+        predict_dir=(
+            _under(mounted(PREDICT_INPUT_MOUNT_PATH), predict.path) if predict and predict.claim_name else None
+        ),
         dataset=spec.dataset.name,
         dataset_url=spec.dataset.url,
+        dataset_dir=(
+            _under(mounted(DATASET_MOUNT_PATH), spec.dataset.path) if spec.dataset.claim_name else None
+        ),
         dataset_sha256=dict(spec.dataset.sha256 or {}),
         data_dir=data_dir,
         output_dir=output_dir,
@@ -126,6 +183,8 @@ def trainer_config(
         seed=spec.seed,
         early_stopping=spec.early_stopping,
         export_formats=[str(f) for f in spec.output.formats],
+        checkpoint_interval=spec.output.checkpoint_interval,
+        model_card=spec.output.model_card,
         pushgateway_url=spec.metrics.pushgateway_url or default_pushgateway_url,
         metrics_job=spec.metrics.job,
         metrics_prefix=spec.metrics.prefix,

@@ -13,11 +13,36 @@ from typing import Final
 DATA_MOUNT_PATH: Final = "/var/lib/mnist/data"
 OUTPUT_MOUNT_PATH: Final = "/var/lib/mnist/output"
 TMP_MOUNT_PATH: Final = "/tmp"
+# Claims the spec names for reading (mounted read-only): the base model's, the image-folder dataset's and
+# the images to predict.
+BASE_MODEL_MOUNT_PATH: Final = "/var/lib/mnist/base-model"
+DATASET_MOUNT_PATH: Final = "/var/lib/mnist/dataset"
+PREDICT_INPUT_MOUNT_PATH: Final = "/var/lib/mnist/predict-input"
 
 MODEL_KERAS_FILE: Final = "model.keras"
 SAVED_MODEL_DIR: Final = "saved_model"
+SAVED_MODEL_VERSION: Final = 1
+"""TF Serving and KServe load <model base path>/<version>/: saved_model/1/ (the base path is saved_model)."""
+ONNX_FILE: Final = "model.onnx"
+TFLITE_FILE: Final = "model.tflite"
 METRICS_FILE: Final = "metrics.json"
 BEST_CHECKPOINT_FILE: Final = "checkpoints/best.keras"
+EPOCH_CHECKPOINT_FILE: Final = "checkpoints/epoch-{epoch:04d}.keras"
+"""output.checkpointInterval's numbered checkpoints; the number is the finished epoch, from 1."""
+MODEL_CARD_DIR: Final = "model_card"
+MODEL_CARD_FILE: Final = "model_card/mnist_model_card.md"
+"""The seeds' names (mnist-pipeline-usage.md), plots included, so their readers find them."""
+PLOTS_DIR: Final = "model_card/plots"
+PLOT_FILES: Final = (
+    "training_loss.png",
+    "training_accuracy.png",
+    "confusion_matrix.png",
+    "per_class_accuracy.png",
+)
+PREDICTIONS_DIR: Final = "predictions"
+PREDICTIONS_HDF5_FILE: Final = "predictions/output_1.h5"
+"""rmldnn's name: one dataset of shape (classes,) per input image, in the order of the CSV's rows."""
+PREDICTIONS_CSV_FILE: Final = "predictions/predictions.csv"
 BACKUP_DIR: Final = "backup"
 HISTORY_FILE: Final = "history.json"
 """In the run's backup directory: every finished epoch's figures; local mode reads it for its table."""
@@ -43,6 +68,37 @@ class RunPaths:
     @property
     def saved_model(self) -> PurePosixPath:
         return self.run_dir / SAVED_MODEL_DIR
+
+    @property
+    def saved_model_version(self) -> PurePosixPath:
+        return self.saved_model / str(SAVED_MODEL_VERSION)
+
+    @property
+    def onnx(self) -> PurePosixPath:
+        return self.run_dir / ONNX_FILE
+
+    @property
+    def tflite(self) -> PurePosixPath:
+        return self.run_dir / TFLITE_FILE
+
+    def epoch_checkpoint(self, epoch: int) -> PurePosixPath:
+        return self.run_dir / EPOCH_CHECKPOINT_FILE.format(epoch=epoch)
+
+    @property
+    def model_card(self) -> PurePosixPath:
+        return self.run_dir / MODEL_CARD_FILE
+
+    @property
+    def plots_dir(self) -> PurePosixPath:
+        return self.run_dir / PLOTS_DIR
+
+    @property
+    def predictions_hdf5(self) -> PurePosixPath:
+        return self.run_dir / PREDICTIONS_HDF5_FILE
+
+    @property
+    def predictions_csv(self) -> PurePosixPath:
+        return self.run_dir / PREDICTIONS_CSV_FILE
 
     @property
     def metrics_json(self) -> PurePosixPath:

@@ -20,6 +20,9 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 URL_PATTERN = r"^(https?|file)://\S+$"
+# A path inside a PersistentVolumeClaim: relative, no "..", no empty or "." segments.
+CLAIM_PATH_PATTERN = r"^[^/.\s][^/\s]*(/[^/\s]+)*$"
+ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".zip")
 PROMETHEUS_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 INCREASING_BUCKETS = "histogramBuckets must be strictly increasing"
 # The size gate measures model.keras; without that file it could only be skipped or fail after training.
@@ -27,6 +30,32 @@ MODEL_SIZE_NEEDS_KERAS = "releaseCriteria.maxModelSizeMb measures model.keras: a
 MODEL_SIZE_NEEDS_KERAS_RULE = (
     "!has(self.releaseCriteria) || !has(self.releaseCriteria.maxModelSizeMb) || !has(self.output)"
     " || !has(self.output.formats) || 'keras' in self.output.formats"
+)
+
+
+DATASET_ONE_SOURCE = "dataset.url and dataset.claimName exclude each other"
+DATASET_PATH_NEEDS_CLAIM = "dataset.path needs dataset.claimName"
+DATASET_RULES = (
+    ("!has(self.url) || !has(self.claimName)", DATASET_ONE_SOURCE),
+    ("!has(self.path) || has(self.claimName)", DATASET_PATH_NEEDS_CLAIM),
+)
+MODEL_SOURCE_ONE_OF = "baseModel needs exactly one of training and claimName"
+MODEL_SOURCE_PATH = "baseModel.claimName needs path (the .keras file on the claim), and path needs claimName"
+MODEL_SOURCE_RULES = (
+    ("has(self.training) != has(self.claimName)", MODEL_SOURCE_ONE_OF),
+    ("has(self.claimName) == has(self.path)", MODEL_SOURCE_PATH),
+)
+PREDICT_ONE_OF = "predict needs exactly one of url and claimName"
+PREDICT_PATH_NEEDS_CLAIM = "predict.path needs predict.claimName"
+PREDICT_RULES = (
+    ("has(self.url) != has(self.claimName)", PREDICT_ONE_OF),
+    ("!has(self.path) || has(self.claimName)", PREDICT_PATH_NEEDS_CLAIM),
+)
+TASK_NEEDS_BASE_MODEL = "task evaluate and task predict need baseModel (the model to evaluate or predict with)"
+PREDICT_NEEDS_INPUT = "task predict needs spec.predict (the images), and spec.predict needs task predict"
+TASK_RULES = (
+    ("!has(self.task) || self.task == 'train' || has(self.baseModel)", TASK_NEEDS_BASE_MODEL),
+    ("(has(self.task) && self.task == 'predict') == has(self.predict)", PREDICT_NEEDS_INPUT),
 )
 
 
@@ -52,6 +81,17 @@ class ModelName(StrEnum):
     """The seeds' convnet (Chollet, Deep Learning with Python, ch. 8): 104,202 parameters."""
     MLP = "mlp"
     """A small dense network: trains in seconds on a CPU; for smoke tests and demos."""
+    CAPSNET = "capsnet"
+    """Sabour, Frosst and Hinton's capsule network with dynamic routing, trained with the margin loss."""
+
+
+class Task(StrEnum):
+    TRAIN = "train"
+    """Train a model (from scratch, or on from baseModel: fine-tuning), evaluate it and export it."""
+    EVALUATE = "evaluate"
+    """Evaluate baseModel on the dataset's test set: gangplank's test.py."""
+    PREDICT = "predict"
+    """Predict every image of spec.predict with baseModel: rmldnn's inference run."""
 
 
 class OptimizerName(StrEnum):
@@ -64,18 +104,37 @@ class OptimizerName(StrEnum):
 class ExportFormat(StrEnum):
     KERAS = "keras"
     SAVEDMODEL = "savedmodel"
+    ONNX = "onnx"
+    TFLITE = "tflite"
 
 
 class DatasetSpec(SpecModel):
+    model_config = ConfigDict(
+        **SpecModel.model_config,
+        json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in DATASET_RULES]},
+    )
+
     name: DatasetName = Field(DatasetName.MNIST, description="Which dataset to train on.")
     url: Annotated[str, Field(max_length=2048, pattern=URL_PATTERN)] | None = Field(
         None,
         description=(
-            "Mirror to download from instead of the canonical location: http(s):// or file://. A URL ending "
-            "in .npz is a Keras-format archive (x_train, y_train, x_test, y_test); any other URL is the folder "
-            "holding the idx quartet train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz."
+            "Where to download from instead of the canonical location: http(s):// or file://. A URL ending "
+            "in .npz is a Keras-format archive (x_train, y_train, x_test, y_test); one ending in .tgz, "
+            ".tar.gz or .zip is an image-folder archive (training/<class>/ and testing/<class>/ of PNG or "
+            "JPEG images; class names are the folder names); any other URL is the folder holding the idx "
+            "quartet train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
+            "and t10k-labels-idx1-ubyte.gz."
         ),
+    )
+    claim_name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None = Field(
+        None,
+        description=(
+            "PersistentVolumeClaim holding an image-folder dataset (mounted read-only): path names the "
+            "folder with training/<class>/ and testing/<class>/. Excludes url."
+        ),
+    )
+    path: Annotated[str, Field(pattern=CLAIM_PATH_PATTERN, max_length=1024)] | None = Field(
+        None, description="Folder of the image-folder dataset inside claimName; its root when unset."
     )
     sha256: dict[str, Annotated[str, Field(pattern=SHA256_PATTERN)]] | None = Field(
         None,
@@ -92,6 +151,81 @@ class DatasetSpec(SpecModel):
             "download per pod) when unset."
         ),
     )
+
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DatasetSpec":
+        # The API server's copies are DATASET_RULES (crd.py puts them on the dataset).
+        if self.url is not None and self.claim_name is not None:
+            raise ValueError(DATASET_ONE_SOURCE)
+        if self.path is not None and self.claim_name is None:
+            raise ValueError(DATASET_PATH_NEEDS_CLAIM)
+        return self
+
+    @property
+    def image_folder(self) -> bool:
+        """Whether the dataset is an image folder (on a claim, or an archive at a URL)."""
+        return self.claim_name is not None or (self.url or "").endswith(ARCHIVE_SUFFIXES)
+
+
+class ModelSourceSpec(SpecModel):
+    model_config = ConfigDict(
+        **SpecModel.model_config,
+        json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in MODEL_SOURCE_RULES]},
+    )
+
+    training: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None = Field(
+        None,
+        description=(
+            "A Succeeded MnistTraining in the same namespace whose model.keras to start from; it must "
+            "have kept its model on output.claimName."
+        ),
+    )
+    claim_name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None = Field(
+        None, description="PersistentVolumeClaim holding the model (mounted read-only); needs path."
+    )
+    path: Annotated[str, Field(pattern=CLAIM_PATH_PATTERN, max_length=1024)] | None = Field(
+        None, description="The .keras file inside claimName, e.g. team/mnist/model.keras."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSourceSpec":
+        # The API server's copies are MODEL_SOURCE_RULES (crd.py puts them on baseModel).
+        if (self.training is None) == (self.claim_name is None):
+            raise ValueError(MODEL_SOURCE_ONE_OF)
+        if (self.claim_name is None) != (self.path is None):
+            raise ValueError(MODEL_SOURCE_PATH)
+        return self
+
+
+class PredictSpec(SpecModel):
+    model_config = ConfigDict(
+        **SpecModel.model_config,
+        json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in PREDICT_RULES]},
+    )
+
+    url: Annotated[str, Field(max_length=2048, pattern=URL_PATTERN)] | None = Field(
+        None,
+        description=(
+            "Archive of the images to predict (.tgz, .tar.gz or .zip of PNG or JPEG files, any folder "
+            "depth): http(s):// or file://. Excludes claimName."
+        ),
+    )
+    claim_name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None = Field(
+        None, description="PersistentVolumeClaim holding the images to predict (mounted read-only)."
+    )
+    path: Annotated[str, Field(pattern=CLAIM_PATH_PATTERN, max_length=1024)] | None = Field(
+        None, description="Folder of the images inside claimName (searched recursively); its root when unset."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PredictSpec":
+        # The API server's copies are PREDICT_RULES (crd.py puts them on predict).
+        if (self.url is None) == (self.claim_name is None):
+            raise ValueError(PREDICT_ONE_OF)
+        if self.path is not None and self.claim_name is None:
+            raise ValueError(PREDICT_PATH_NEEDS_CLAIM)
+        return self
 
 
 class EarlyStoppingSpec(SpecModel):
@@ -140,8 +274,27 @@ class OutputSpec(SpecModel):
             "x-kubernetes-list-type": "set",
         },
         min_length=1,
-        max_length=2,
-        description="Export formats: model.keras and/or a TensorFlow SavedModel directory.",
+        max_length=4,
+        description=(
+            "Export formats: model.keras; a SavedModel laid out for TF Serving and KServe "
+            "(saved_model/1/); model.onnx (ONNX, opset 17+); model.tflite (TensorFlow Lite)."
+        ),
+    )
+    checkpoint_interval: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description=(
+            "Also keep checkpoints/epoch-<N>.keras every this many epochs (rmldnn's checkpoints.interval), "
+            "besides checkpoints/best.keras; unset keeps only the best."
+        ),
+    )
+    model_card: bool = Field(
+        True,
+        description=(
+            "Write model_card/mnist_model_card.md and its plots (training curves, confusion matrix, "
+            "per-class accuracy); false is the seeds' --skip-visualizations."
+        ),
     )
 
     @field_validator("formats")
@@ -225,6 +378,22 @@ class RunPolicySpec(SpecModel):
 
 
 class MnistTrainingSpec(SpecModel):
+    task: Task = Field(
+        Task.TRAIN,
+        description=(
+            "train (the default): train, evaluate and export; from baseModel when set, for epochs more "
+            "epochs (fine-tuning). evaluate: test baseModel on the dataset's test set. predict: classify "
+            "the images of spec.predict with baseModel. evaluate and predict need baseModel."
+        ),
+    )
+    base_model: ModelSourceSpec | None = Field(
+        None,
+        description=(
+            "A saved model to start from instead of a new one from the zoo (model is then ignored): "
+            "another training's output, or a .keras file on a claim."
+        ),
+    )
+    predict: PredictSpec | None = Field(None, description="The images to classify (task predict).")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec, description="What to train on.")
     model: ModelName = Field(ModelName.CONVNET, description="Model from the zoo.")
     epochs: int = Field(5, ge=1, le=1000, description="Training epochs.")
@@ -232,8 +401,8 @@ class MnistTrainingSpec(SpecModel):
         64,
         ge=1,
         le=8192,
-        description="Images per training step. 64 reaches a given accuracy sooner than 128 on a CPU "
-        "(docs/benchmarks.md).",
+        description="Images per training step (and per prediction step). 64 reaches a given accuracy "
+        "sooner than 128 on a CPU (docs/benchmarks.md).",
     )
     learning_rate: float = Field(0.001, gt=0, le=10, description="The optimizer's learning rate.")
     optimizer: OptimizerName = Field(OptimizerName.ADAM, description="The optimizer.")
@@ -256,6 +425,15 @@ class MnistTrainingSpec(SpecModel):
     run_policy: RunPolicySpec = Field(
         default_factory=RunPolicySpec, description="Retries, deadlines, cleanup."
     )
+
+    @model_validator(mode="after")
+    def _task_has_its_inputs(self) -> "MnistTrainingSpec":
+        # The API server's copies are TASK_RULES (crd.py puts them on the spec).
+        if self.task != Task.TRAIN and self.base_model is None:
+            raise ValueError(TASK_NEEDS_BASE_MODEL)
+        if (self.task == Task.PREDICT) != (self.predict is not None):
+            raise ValueError(PREDICT_NEEDS_INPUT)
+        return self
 
     @model_validator(mode="after")
     def _model_size_gate_is_measurable(self) -> "MnistTrainingSpec":

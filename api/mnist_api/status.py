@@ -45,7 +45,9 @@ class MnistTrainingStatus(StatusModel):
     conditions: list[Condition] = Field(default_factory=list)
     epoch: int | None = Field(None, description="Finished epochs.")
     epochs: int | None = Field(None, description="Epochs the spec asks for.")
-    progress: str | None = Field(None, description="Finished/total epochs, e.g. 3/12 (the Epoch column).")
+    progress: str | None = Field(
+        None, description="Finished/total epochs, e.g. 3/12 (the Epoch column); unset for evaluate and predict."
+    )
     accuracy: float | None = None
     loss: float | None = None
     val_accuracy: float | None = None
@@ -55,6 +57,10 @@ class MnistTrainingStatus(StatusModel):
     elapsed_seconds: float | None = None
     model_parameters: int | None = None
     model_path: str | None = None
+    predicted_images: int | None = Field(None, description="Images classified so far (task predict).")
+    predictions_path: str | None = Field(
+        None, description="Where the predictions went (task predict): the HDF5 and CSV files' folder."
+    )
     job_name: str | None = None
     pod_name: str | None = None
     attempts: int | None = None

@@ -16,7 +16,7 @@ def _inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
     return inputs, layers.Rescaling(1.0 / 255)(x)
 
 
-def convnet() -> keras.Model:
+def convnet(num_classes: int = NUM_CLASSES) -> keras.Model:
     """The seeds' convnet (Chollet, Deep Learning with Python, 2nd ed., ch. 8): 104,202 parameters."""
     inputs, x = _inputs()
     x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(x)
@@ -25,25 +25,26 @@ def convnet() -> keras.Model:
     x = layers.MaxPooling2D(pool_size=2)(x)
     x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
     x = layers.Flatten()(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="convnet")
 
 
-def mlp() -> keras.Model:
+def mlp(num_classes: int = NUM_CLASSES) -> keras.Model:
     """One hidden layer of 64 units: 50,890 parameters, seconds per epoch on a CPU."""
     inputs, x = _inputs()
     x = layers.Flatten()(x)
     x = layers.Dense(64, activation="relu")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="mlp")
 
 
-ZOO: dict[str, Callable[[], keras.Model]] = {"convnet": convnet, "mlp": mlp}
+ZOO: dict[str, Callable[[int], keras.Model]] = {"convnet": convnet, "mlp": mlp}
 
 
-def build_model(name: str) -> keras.Model:
+def build_model(name: str, num_classes: int = NUM_CLASSES) -> keras.Model:
+    """A new, uncompiled model of the zoo for images of ``num_classes`` classes."""
     try:
-        return ZOO[name]()
+        return ZOO[name](num_classes)
     except KeyError:
         raise ValueError(f"unknown model {name!r}; the zoo has {', '.join(sorted(ZOO))}") from None
 
