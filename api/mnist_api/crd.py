@@ -22,6 +22,7 @@ from .spec import (
 )
 from .status import MnistTrainingStatus
 
+DESCRIPTION = "Trains, evaluates or predicts with a Keras model on MNIST-like images, as a Kubernetes Job."
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Task", "type": "string", "jsonPath": ".spec.task", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -179,7 +180,7 @@ def build_crd() -> dict[str, Any]:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "Trains, evaluates or predicts with a Keras model on MNIST-like images, as a Kubernetes Job.",
+                            "description": DESCRIPTION,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

@@ -164,7 +164,9 @@ def trainer_config(
         base_model_path=_under(mounted(BASE_MODEL_MOUNT_PATH), model_file) if model_file else None,
         predict_url=predict.url if predict else None,
         predict_dir=(
-            _under(mounted(PREDICT_INPUT_MOUNT_PATH), predict.path) if predict and predict.claim_name else None
+            _under(mounted(PREDICT_INPUT_MOUNT_PATH), predict.path)
+            if predict and predict.claim_name
+            else None
         ),
         dataset=spec.dataset.name,
         dataset_url=spec.dataset.url,

@@ -14,6 +14,7 @@ DEFAULT_JOB: Final = "mnist"
 
 TRAIN_STAGE: Final = "train"
 TEST_STAGE: Final = "test"
+PREDICT_STAGE: Final = "predict"
 
 # Gauges pushed after every epoch, ``<prefix>_train_<name>``.
 TRAIN_GAUGES: Final[dict[str, str]] = {
@@ -32,6 +33,10 @@ TEST_GAUGES: Final[dict[str, str]] = {
     "loss": "Loss on the test set",
     "elapsed_time_seconds": "Seconds spent evaluating the test set",
     "model_parameters_count": "Number of weights in the model",
+}
+# Gauge pushed by a prediction run (task predict), ``<prefix>_predict_<name>``; not in the seeds.
+PREDICT_GAUGES: Final[dict[str, str]] = {
+    "images": "Number of images the model classified",
 }
 # Extra test gauge with a ``class`` label; not in the seeds, so it never collides with their dashboards.
 TEST_CLASS_ACCURACY: Final = "class_accuracy"

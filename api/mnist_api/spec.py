@@ -51,7 +51,9 @@ PREDICT_RULES = (
     ("has(self.url) != has(self.claimName)", PREDICT_ONE_OF),
     ("!has(self.path) || has(self.claimName)", PREDICT_PATH_NEEDS_CLAIM),
 )
-TASK_NEEDS_BASE_MODEL = "task evaluate and task predict need baseModel (the model to evaluate or predict with)"
+TASK_NEEDS_BASE_MODEL = (
+    "task evaluate and task predict need baseModel (the model to evaluate or predict with)"
+)
 PREDICT_NEEDS_INPUT = "task predict needs spec.predict (the images), and spec.predict needs task predict"
 TASK_RULES = (
     ("!has(self.task) || self.task == 'train' || has(self.baseModel)", TASK_NEEDS_BASE_MODEL),
@@ -152,7 +154,6 @@ class DatasetSpec(SpecModel):
         ),
     )
 
-
     @model_validator(mode="after")
     def _one_source(self) -> "DatasetSpec":
         # The API server's copies are DATASET_RULES (crd.py puts them on the dataset).
@@ -171,7 +172,9 @@ class DatasetSpec(SpecModel):
 class ModelSourceSpec(SpecModel):
     model_config = ConfigDict(
         **SpecModel.model_config,
-        json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in MODEL_SOURCE_RULES]},
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": r, "message": m} for r, m in MODEL_SOURCE_RULES]
+        },
     )
 
     training: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None = Field(

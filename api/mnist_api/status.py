@@ -46,7 +46,8 @@ class MnistTrainingStatus(StatusModel):
     epoch: int | None = Field(None, description="Finished epochs.")
     epochs: int | None = Field(None, description="Epochs the spec asks for.")
     progress: str | None = Field(
-        None, description="Finished/total epochs, e.g. 3/12 (the Epoch column); unset for evaluate and predict."
+        None,
+        description="Finished/total epochs, e.g. 3/12 (the Epoch column); unset for evaluate and predict.",
     )
     accuracy: float | None = None
     loss: float | None = None

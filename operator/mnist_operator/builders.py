@@ -4,10 +4,18 @@ Nothing here talks to the cluster; every field is derived from the resource and 
 so the unit tests can check all of them.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 from mnist_api import MnistTraining, codes_that_fail_at_once, pod_env
-from mnist_api.layout import DATA_MOUNT_PATH, OUTPUT_MOUNT_PATH, TMP_MOUNT_PATH
+from mnist_api.layout import (
+    BASE_MODEL_MOUNT_PATH,
+    DATA_MOUNT_PATH,
+    DATASET_MOUNT_PATH,
+    OUTPUT_MOUNT_PATH,
+    PREDICT_INPUT_MOUNT_PATH,
+    TMP_MOUNT_PATH,
+)
 
 from .config import Config
 from .naming import TRAINER_CONTAINER, child_labels, job_name
@@ -30,15 +38,23 @@ def owner_reference(training: MnistTraining) -> dict[str, Any]:
     }
 
 
-def build_trainer_job(training: MnistTraining, config: Config) -> dict[str, Any]:
-    """The batch/v1 Job that runs one training; Kubernetes' Job controller does retries and deadlines."""
+def build_trainer_job(
+    training: MnistTraining, config: Config, base_model_claim: str | None = None
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs one training; Kubernetes' Job controller does retries and deadlines.
+
+    ``base_model_claim`` is the claim holding spec.baseModel: its own claimName, or the output claim of
+    the training it names (which only the API server knows: ``Trainings`` looks it up)."""
     run_policy = training.spec.run_policy
     labels = child_labels(training)
     job_spec: dict[str, Any] = {
         "backoffLimit": run_policy.backoff_limit,
         "suspend": run_policy.suspend,
         "podFailurePolicy": pod_failure_policy(),
-        "template": {"metadata": {"labels": labels}, "spec": build_pod_spec(training, config)},
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": build_pod_spec(training, config, base_model_claim),
+        },
     }
     if run_policy.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = run_policy.active_deadline_seconds
@@ -72,8 +88,11 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
-def build_pod_spec(training: MnistTraining, config: Config) -> dict[str, Any]:
+def build_pod_spec(
+    training: MnistTraining, config: Config, base_model_claim: str | None = None
+) -> dict[str, Any]:
     spec = training.spec
+    mounts = build_mounts(training, base_model_claim)
     tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
     if spec.resources.gpus and GPU_TOLERATION not in tolerations:
         tolerations.append(dict(GPU_TOLERATION))
@@ -88,8 +107,8 @@ def build_pod_spec(training: MnistTraining, config: Config) -> dict[str, Any]:
             "fsGroup": config.run_as_user,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [build_trainer_container(training, config)],
-        "volumes": build_volumes(training),
+        "containers": [build_trainer_container(training, config, mounts)],
+        "volumes": mounts.volumes,
     }
     if config.trainer_service_account:
         pod["serviceAccountName"] = config.trainer_service_account
@@ -100,7 +119,7 @@ def build_pod_spec(training: MnistTraining, config: Config) -> dict[str, Any]:
     return pod
 
 
-def build_trainer_container(training: MnistTraining, config: Config) -> dict[str, Any]:
+def build_trainer_container(training: MnistTraining, config: Config, mounts: "Mounts") -> dict[str, Any]:
     return {
         "name": TRAINER_CONTAINER,
         "image": training.spec.image or config.trainer_image,
@@ -108,11 +127,7 @@ def build_trainer_container(training: MnistTraining, config: Config) -> dict[str
         "command": list(config.trainer_command),
         "env": pod_env(training, default_pushgateway_url=config.pushgateway_url),
         "resources": build_resources(training),
-        "volumeMounts": [
-            {"name": "data", "mountPath": DATA_MOUNT_PATH},
-            {"name": "output", "mountPath": OUTPUT_MOUNT_PATH},
-            {"name": "tmp", "mountPath": TMP_MOUNT_PATH},
-        ],
+        "volumeMounts": mounts.volume_mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -141,15 +156,44 @@ def build_resources(training: MnistTraining) -> dict[str, dict[str, str]]:
     return resources
 
 
-def build_volumes(training: MnistTraining) -> list[dict[str, Any]]:
-    def volume(name: str, claim: str | None) -> dict[str, Any]:
-        if claim:
-            return {"name": name, "persistentVolumeClaim": {"claimName": claim}}
-        return {"name": name, "emptyDir": {}}
+@dataclass(frozen=True)
+class Mounts:
+    """The pod's volumes and the trainer's mounts of them."""
 
-    return [
-        volume("data", training.spec.dataset.cache_claim_name),
-        volume("output", training.spec.output.claim_name),
-        # The root filesystem is read-only; TensorFlow and Keras need a scratch /tmp.
-        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    volumes: list[dict[str, Any]]
+    volume_mounts: list[dict[str, Any]]
+
+
+def build_mounts(training: MnistTraining, base_model_claim: str | None = None) -> Mounts:
+    """The data cache and the output (emptyDirs when no claim is named), a scratch /tmp, and the claims
+    the spec reads from, read-only. A claim named twice (a base model on the output claim, say) is one
+    volume mounted twice: the pod then needs the claim attached once."""
+    spec = training.spec
+    wanted: list[tuple[str, str | None, str, bool]] = [
+        ("data", spec.dataset.cache_claim_name, DATA_MOUNT_PATH, False),
+        ("output", spec.output.claim_name, OUTPUT_MOUNT_PATH, False),
+        ("base-model", base_model_claim, BASE_MODEL_MOUNT_PATH, True),
+        ("dataset", spec.dataset.claim_name, DATASET_MOUNT_PATH, True),
+        ("predict-input", spec.predict.claim_name if spec.predict else None, PREDICT_INPUT_MOUNT_PATH, True),
     ]
+    volumes: list[dict[str, Any]] = []
+    volume_mounts: list[dict[str, Any]] = []
+    volume_of_claim: dict[str, str] = {}
+    for name, claim, mount_path, read_only in wanted:
+        if claim is None and read_only:
+            continue  # an input the spec does not use
+        volume = volume_of_claim.get(claim) if claim else None
+        if volume is None:
+            volume = name
+            source = {"persistentVolumeClaim": {"claimName": claim}} if claim else {"emptyDir": {}}
+            volumes.append({"name": name, **source})
+            if claim:
+                volume_of_claim[claim] = name
+        mount: dict[str, Any] = {"name": volume, "mountPath": mount_path}
+        if read_only:
+            mount["readOnly"] = True
+        volume_mounts.append(mount)
+    # The root filesystem is read-only; TensorFlow and Keras need a scratch /tmp.
+    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}})
+    volume_mounts.append({"name": "tmp", "mountPath": TMP_MOUNT_PATH})
+    return Mounts(volumes, volume_mounts)

@@ -22,10 +22,11 @@ from .events import EventRecorder
 from .kube import Kube, make_api_client
 from .naming import MANAGED_BY, OPERATOR_NAME
 from .reconcile import Operator
-from .trainings import JobTakenError
+from .trainings import BaseModelNotReadyError, BaseModelUnusableError, JobTakenError
 
 CHILDREN_SELECTOR = f"{MANAGED_BY}={OPERATOR_NAME}"
 JOB_TAKEN_RETRY_SECONDS = 10  # background deletion of the old Job usually takes a few seconds
+BASE_MODEL_RETRY_SECONDS = 15  # a training's base model comes from another training, minutes away
 
 
 @kopf.on.startup()
@@ -87,6 +88,10 @@ async def ensure_job(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await memo.operator.ensure_job(body)
     except JobTakenError as error:
         raise kopf.TemporaryError(str(error), delay=JOB_TAKEN_RETRY_SECONDS) from error
+    except BaseModelNotReadyError as error:
+        raise kopf.TemporaryError(str(error), delay=BASE_MODEL_RETRY_SECONDS) from error
+    except BaseModelUnusableError as error:
+        raise kopf.PermanentError(str(error)) from error
 
 
 # on.update, not on.field: a field handler also runs on creation, as a second handler after ensure_job,

@@ -120,6 +120,18 @@ class Kube:
         await self.call("PATCH", path, body={"spec": {"suspend": suspend}}, content_type=MERGE_PATCH)
 
     # -- trainings ----------------------------------------------------------------------------------
+    async def read_training(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The named training as stored, or None when there is none."""
+        try:
+            body: dict[str, Any] = await self.call(
+                "GET", f"{TRAININGS}/namespaces/{namespace}/{PLURAL}/{name}"
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return body
+
     async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = f"{TRAININGS}/namespaces/{namespace}/{PLURAL}/{name}/status"
         await self.call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)

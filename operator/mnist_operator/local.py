@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 from mnist_api import ExitCode, MnistTraining, RunPaths, describe_exit_code
 from mnist_api.env import trainer_config
+from mnist_api.layout import BASE_MODEL_MOUNT_PATH, DATASET_MOUNT_PATH, PREDICT_INPUT_MOUNT_PATH
 from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
 
 from . import printer
@@ -44,6 +45,7 @@ from .reducer import MetricsView, reduce_status
 LOCAL_UID = "local"
 RUN_RECORD_FILE = ".local-run.json"
 STOPPED = "Stopped"  # local only: a stopped run is not failed, the same command resumes it
+CLAIMS_DIR = "claims"  # runs/claims/<claim>: a claim the spec reads from, unless --claim maps it
 PUSHGATEWAY_INSTALL_HINT = "apt-get install prometheus-pushgateway (or pass --pushgateway URL)"
 
 
@@ -51,7 +53,12 @@ class LocalRunError(RuntimeError):
     """Local mode cannot start; the message says what to install or change."""
 
 
-def local_environment(resource: MnistTraining, runs_dir: Path, pushgateway_url: str | None) -> dict[str, str]:
+def local_environment(
+    resource: MnistTraining,
+    runs_dir: Path,
+    pushgateway_url: str | None,
+    claim_dirs: Mapping[str, Path] | None = None,
+) -> dict[str, str]:
     """The trainer's ``MNIST_*`` variables, as ``pod_env`` would give them, with local volume paths."""
     # runs/ plays the output volume (so a run's files land in runs/<namespace>/<name>/) and runs/.data
     # the data volume, shared by every local run as a cache PVC would be.
@@ -61,8 +68,35 @@ def local_environment(resource: MnistTraining, runs_dir: Path, pushgateway_url: 
         data_dir=str((runs_dir / ".data").resolve()),
         output_dir=str(runs_dir.resolve()),
         uid=resource.metadata.uid or LOCAL_UID,
+        mount_paths=local_mount_paths(resource, runs_dir, claim_dirs or {}),
     )
     return config.to_env()
+
+
+def local_claim_dir(claim: str, runs_dir: Path, claim_dirs: Mapping[str, Path]) -> Path:
+    """Where local mode finds a claim the spec reads from: ``--claim NAME=DIR``, else ``runs/claims/NAME``."""
+    return claim_dirs.get(claim) or runs_dir / CLAIMS_DIR / claim
+
+
+def local_mount_paths(
+    resource: MnistTraining, runs_dir: Path, claim_dirs: Mapping[str, Path]
+) -> dict[str, str]:
+    """The local folders that stand for the pod's read-only claim mounts. A base model named by training
+    is in runs/ itself, which plays every training's output volume."""
+    spec = resource.spec
+    mounts: dict[str, str] = {}
+
+    def claim(mount_path: str, name: str | None) -> None:
+        if name is not None:
+            mounts[mount_path] = str(local_claim_dir(name, runs_dir, claim_dirs).resolve())
+
+    if spec.base_model is not None:
+        if spec.base_model.training is not None:
+            mounts[BASE_MODEL_MOUNT_PATH] = str(runs_dir.resolve())
+        claim(BASE_MODEL_MOUNT_PATH, spec.base_model.claim_name)
+    claim(DATASET_MOUNT_PATH, spec.dataset.claim_name)
+    claim(PREDICT_INPUT_MOUNT_PATH, spec.predict.claim_name if spec.predict else None)
+    return mounts
 
 
 def local_run_uid(training: MnistTraining) -> str:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnist_api import Condition, ConditionType, MnistTraining, MnistTrainingStatus, Phase, describe_exit_code
-from mnist_api.layout import MODEL_KERAS_FILE
-from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
+from mnist_api.layout import MODEL_KERAS_FILE, PREDICTIONS_DIR
+from mnist_api.metrics import PREDICT_STAGE, TEST_STAGE, TRAIN_STAGE, metric_name
+from mnist_api.spec import Task
 
 from .naming import TRAINER_CONTAINER
 
@@ -58,16 +59,19 @@ def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's orde
     now: str,
 ) -> dict[str, Any]:
     previous = previous or {}
-    outcome = job_outcome(job, pods)
+    task = training.spec.task
+    outcome = job_outcome(job, pods, task)
     latest_pod = _latest(pods)
     fields: dict[str, Any] = {
         "phase": outcome.phase,
-        "epochs": training.spec.epochs,
         "observed_generation": training.metadata.generation,
         "message": outcome.message,
     }
     fields.update(_figures(training, metrics, previous))
-    fields["progress"] = f"{fields.get('epoch') or 0}/{training.spec.epochs}"
+    if task == Task.TRAIN:
+        # evaluate and predict runs have no epochs: the Epoch column stays empty rather than say 0/5.
+        fields["epochs"] = training.spec.epochs
+        fields["progress"] = f"{fields.get('epoch') or 0}/{training.spec.epochs}"
     if job is not None:
         job_status = job.get("status") or {}
         fields["job_name"] = job["metadata"]["name"]
@@ -81,7 +85,11 @@ def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's orde
     claim = training.spec.output.claim_name
     if outcome.phase is Phase.SUCCEEDED and claim:
         meta = training.metadata
-        fields["model_path"] = f"pvc://{claim}/{meta.namespace}/{meta.name}/{MODEL_KERAS_FILE}"
+        run_dir = f"pvc://{claim}/{meta.namespace}/{meta.name}"
+        if task == Task.TRAIN:
+            fields["model_path"] = f"{run_dir}/{MODEL_KERAS_FILE}"
+        elif task == Task.PREDICT:
+            fields["predictions_path"] = f"{run_dir}/{PREDICTIONS_DIR}/"
     fields["conditions"] = _conditions(training, job, outcome, metrics, previous, now)
     return stored_status(fields)
 
@@ -96,11 +104,21 @@ def stored_status(fields: Mapping[str, Any]) -> dict[str, Any]:
     return document
 
 
-def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Outcome:
+SUCCESS_MESSAGES = {
+    Task.TRAIN: "training, evaluation and export succeeded",
+    Task.EVALUATE: "the evaluation of the base model succeeded",
+    Task.PREDICT: "every image was predicted",
+}
+RUNNING_VERBS = {Task.TRAIN: "training", Task.EVALUATE: "evaluating", Task.PREDICT: "predicting"}
+
+
+def job_outcome(
+    job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], task: Task = Task.TRAIN
+) -> Outcome:
     if job is None:
         return Outcome(Phase.PENDING, "JobNotCreated", "the trainer Job does not exist yet")
     if _job_condition(job, "Complete"):
-        return Outcome(Phase.SUCCEEDED, "Completed", "training, evaluation and export succeeded")
+        return Outcome(Phase.SUCCEEDED, "Completed", SUCCESS_MESSAGES[task])
     failed = _job_condition(job, "Failed")
     if failed:
         return Outcome(Phase.FAILED, *_failure(failed, pods))
@@ -114,7 +132,8 @@ def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
         # Pod phases (and the Job's condition types) are Kubernetes' strings, not our Phase.
         pod_phase = (latest.get("status") or {}).get("phase")
         if pod_phase == "Running":
-            return Outcome(Phase.RUNNING, "TrainerRunning", f"pod {latest['metadata']['name']} is training")
+            name = latest["metadata"]["name"]
+            return Outcome(Phase.RUNNING, "TrainerRunning", f"pod {name} is {RUNNING_VERBS[task]}")
         if pod_phase == "Succeeded":
             # The pod is done before the Job controller marks the Job complete: not a step back.
             return Outcome(Phase.RUNNING, "TrainerFinished", "the trainer succeeded; the Job is completing")
@@ -172,6 +191,7 @@ def _figures(
         "model_parameters": (TRAIN_STAGE, "model_parameters_count"),
         "test_accuracy": (TEST_STAGE, "accuracy"),
         "test_loss": (TEST_STAGE, "loss"),
+        "predicted_images": (PREDICT_STAGE, "images"),
     }
     prefix = training.spec.metrics.prefix
     values = metrics.values if metrics is not None else {}
@@ -180,7 +200,7 @@ def _figures(
         value = values.get(metric_name(prefix, stage, name))
         if value is None:
             figures[field] = previous.get(_STATUS_KEYS[field])
-        elif field in ("epoch", "model_parameters"):
+        elif field in ("epoch", "model_parameters", "predicted_images"):
             figures[field] = int(value)
         else:
             figures[field] = round(float(value), 1 if field == "elapsed_seconds" else FIGURE_DIGITS)

@@ -5,12 +5,16 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from mnist_api import MnistTraining, Phase
+from mnist_api.spec import ExportFormat, Task
+
 from . import opmetrics
 from .builders import build_trainer_job
 from .config import Config
 from .kube import Kube
 from .naming import job_name
 from .pollers import Pollers
+from .reducer import stored_status
 from .state import ChildKind, Key, Store, training_key, validate_training
 from .status_writer import FINAL_PHASES, EventPoster, StatusWriter
 
@@ -18,6 +22,14 @@ from .status_writer import FINAL_PHASES, EventPoster, StatusWriter
 class JobTakenError(Exception):
     """A Job of the training's name belongs to another resource (a deleted one of the same name, not yet
     garbage-collected): try again shortly."""
+
+
+class BaseModelNotReadyError(Exception):
+    """spec.baseModel names a training that has not succeeded yet: try again later."""
+
+
+class BaseModelUnusableError(Exception):
+    """spec.baseModel names a training whose model can never be read: the training fails."""
 
 
 class Trainings:
@@ -41,7 +53,21 @@ class Trainings:
     async def ensure_job(self, body: Mapping[str, Any]) -> str:
         """Create the training's Job unless it exists; idempotent across operator restarts."""
         training = validate_training(body)
-        job, created = await self.kube.create_job(build_trainer_job(training, self.config))
+        try:
+            claim = await self.base_model_claim(training)
+        except (BaseModelNotReadyError, BaseModelUnusableError) as error:
+            final = isinstance(error, BaseModelUnusableError)
+            phase = Phase.FAILED if final else Phase.PENDING
+            meta = training.metadata
+            await self.kube.patch_training_status(
+                meta.namespace,
+                meta.name,
+                stored_status(
+                    {"phase": phase, "message": str(error), "observed_generation": meta.generation}
+                ),
+            )
+            raise
+        job, created = await self.kube.create_job(build_trainer_job(training, self.config, claim))
         owners = [ref.get("uid") for ref in job["metadata"].get("ownerReferences") or []]
         if training.metadata.uid not in owners:
             raise JobTakenError(
@@ -56,6 +82,34 @@ class Trainings:
         self.store.update_training(body)
         self.pollers.watch(training)
         return str(job["metadata"]["name"])
+
+    async def base_model_claim(self, training: MnistTraining) -> str | None:
+        """The claim holding spec.baseModel; for a named training, its output claim once it succeeded."""
+        source = training.spec.base_model
+        if source is None or source.claim_name is not None:
+            return source.claim_name if source else None
+        assert source.training is not None
+        namespace = training.metadata.namespace
+        what = f"baseModel.training {source.training}"
+        body = await self.kube.read_training(namespace, source.training)
+        if body is None:
+            raise BaseModelNotReadyError(f"waiting for {what}: there is no such MnistTraining in {namespace}")
+        referenced = validate_training(body)
+        if referenced.spec.task != Task.TRAIN:
+            raise BaseModelUnusableError(f"{what} is a {referenced.spec.task} run: it produced no model")
+        claim = referenced.spec.output.claim_name
+        if claim is None:
+            raise BaseModelUnusableError(
+                f"{what} kept its model in an emptyDir, lost with its pod: it needs output.claimName"
+            )
+        if ExportFormat.KERAS not in referenced.spec.output.formats:
+            raise BaseModelUnusableError(f"{what} does not export model.keras (output.formats)")
+        phase = (body.get("status") or {}).get("phase")
+        if phase == Phase.FAILED:
+            raise BaseModelUnusableError(f"{what} failed: it has no model to start from")
+        if phase != Phase.SUCCEEDED:
+            raise BaseModelNotReadyError(f"waiting for {what} to succeed (it is {phase or 'Pending'})")
+        return claim
 
     async def set_suspended(self, body: Mapping[str, Any], suspend: bool) -> None:
         training = validate_training(body)

@@ -18,6 +18,7 @@ from mnist_api.env import PUSHGATEWAY_PASSWORD_ENV, PUSHGATEWAY_USERNAME_ENV, Tr
 from mnist_api.layout import RunPaths
 from mnist_api.metrics import grouping_key
 
+from .export import export_keras
 from .metrics_push import Handler, TrainTestExporter
 from .progress import ProgressLog
 from .run_state import RunState, best_value
@@ -82,6 +83,8 @@ def training_callbacks(
         ),
         progress,
     ]
+    if config.checkpoint_interval is not None:
+        in_order.append(EpochCheckpoints(paths, config.checkpoint_interval))
     if config.early_stopping is not None:
         in_order.append(
             keras.callbacks.EarlyStopping(
@@ -95,6 +98,22 @@ def training_callbacks(
     if metrics_push is not None:
         in_order.append(metrics_push)
     return TrainingCallbacks(in_order, run_state, progress, metrics_push, monitor)
+
+
+class EpochCheckpoints(keras.callbacks.Callback):  # type: ignore[misc]
+    """rmldnn's ``checkpoints.interval``: keep ``checkpoints/epoch-<N>.keras`` after every ``interval``-th
+    epoch, besides the best one. Epoch numbers count from 1 and across attempts (a resumed fit starts at
+    the restored epoch), so a number always means the same epoch."""
+
+    def __init__(self, paths: RunPaths, interval: int) -> None:
+        super().__init__()
+        self.paths, self.interval = paths, interval
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        finished = epoch + 1
+        if finished % self.interval == 0:
+            saved = export_keras(self.model, Path(self.paths.epoch_checkpoint(finished)))
+            log.info("checkpoint of epoch %d: %s", finished, saved)
 
 
 def metrics_pusher(config: TrainerConfig, environ: Mapping[str, str]) -> TrainTestExporter | None:

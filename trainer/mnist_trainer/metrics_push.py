@@ -30,6 +30,8 @@ from mnist_api.metrics import (
     DEFAULT_PREFIX,
     HISTOGRAM_WEIGHT_BUCKETS_0_3,
     HISTOGRAM_WEIGHT_BUCKETS_1_0,
+    PREDICT_GAUGES,
+    PREDICT_STAGE,
     TEST_CLASS_ACCURACY,
     TEST_STAGE,
     TRAIN_STAGE,
@@ -116,6 +118,15 @@ class TrainTestExporter(keras.callbacks.Callback):  # type: ignore[misc]
                 self._gauges[name] = gauge
             for label, value in accuracy_by_class.items():
                 gauge.labels(str(label)).set(value)
+            self._push()
+
+        self._guarded(push)
+
+    def push_predictions(self, images: int) -> None:
+        """A prediction run's count of classified images (``<prefix>_predict_images``)."""
+
+        def push() -> None:
+            self._set(PREDICT_STAGE, "images", PREDICT_GAUGES["images"], images)
             self._push()
 
         self._guarded(push)

@@ -19,11 +19,11 @@ import keras
 
 from mnist_api.env import TrainerConfig
 from mnist_api.layout import RunPaths, dataset_cache_dir
-from mnist_api.spec import ReleaseCriteriaSpec
+from mnist_api.spec import ReleaseCriteriaSpec, Task
 
-from .callbacks import TrainingCallbacks, training_callbacks
+from .callbacks import TrainingCallbacks, metrics_pusher, training_callbacks
 from .datasets import Array, FetchPolicy, load_dataset
-from .errors import ReleaseCriteriaError
+from .errors import DataInvalidError, DataUnavailableError, ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_saved_model
 from .inputs import Splits, split_train_validation, to_dataset
@@ -39,13 +39,19 @@ METRICS_SCHEMA_VERSION = 1
 
 
 def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopRequests) -> dict[str, Any]:
-    """Run every stage; returns what metrics.json holds. Raises TrainerError subclasses on failure.
+    """Run the spec's task; returns what metrics.json holds. Raises TrainerError subclasses on failure.
 
     Call it inside ``stops.deferred()``: it stops, raising ``Interrupted``, only at safe points.
     """
+    tasks = {Task.TRAIN: train_task, Task.EVALUATE: evaluate_task, Task.PREDICT: predict_task}
+    return tasks[config.task](config, environ, stops)
+
+
+def train_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopRequests) -> dict[str, Any]:
+    """Train (from the base model when there is one), evaluate, export, report."""
     started = time.monotonic()
     timings: dict[str, float] = {}
-    paths = RunPaths(PurePosixPath(config.output_dir), config.namespace, config.name, config.uid)
+    paths = run_paths(config)
     seed = run_seed(config)
     keras.utils.set_random_seed(seed)
     _log_start(config, seed)
@@ -64,11 +70,96 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopR
     failures = unmet_release_criteria(config.release_criteria, result, exported)
     timings["total_seconds"] = time.monotonic() - started
     report = write_report(
-        config, paths, model, callbacks, result, exported=exported, failures=failures, timings=timings
+        config,
+        paths,
+        model,
+        TrainingRecord.of(callbacks),
+        result,
+        exported=exported,
+        failures=failures,
+        timings=timings,
+        metrics_push=callbacks.metrics_push,
     )
     if failures:
         raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
     return report
+
+
+def evaluate_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopRequests) -> dict[str, Any]:
+    """gangplank's test.py: the base model on the dataset's test set, pushed as ``<prefix>_test_*`` with
+    the weights histogram; release criteria apply as after a training. Nothing is trained or exported."""
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    paths = run_paths(config)
+    seed = run_seed(config)
+    keras.utils.set_random_seed(seed)
+    log.info(
+        "evaluating %s on %s (%s/%s)", config.base_model_path, config.dataset, config.namespace, config.name
+    )
+    with _timed(timings, "fetch_seconds"):
+        images = fetch_data(config, seed, stops)
+    model = load_base_model(config)
+    metrics_push = metrics_pusher(config, environ)
+    stops.check()
+    with _timed(timings, "evaluate_seconds"):
+        result = evaluate_model(model, images, config.batch_size, stops, metrics_push)
+    exported = ExportedModel({}, _file_size_mb(config.base_model_path))
+    failures = unmet_release_criteria(config.release_criteria, result, exported)
+    timings["total_seconds"] = time.monotonic() - started
+    report = write_report(
+        config,
+        paths,
+        model,
+        None,
+        result,
+        exported=exported,
+        failures=failures,
+        timings=timings,
+        metrics_push=metrics_push,
+    )
+    if failures:
+        raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
+    return report
+
+
+def predict_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopRequests) -> dict[str, Any]:
+    """rmldnn's inference run: every image of spec.predict through the base model, written as
+    ``predictions/output_1.h5`` (one dataset per image) and ``predictions/predictions.csv``."""
+    started = time.monotonic()
+    paths = run_paths(config)
+    log.info("predicting with %s (%s/%s)", config.base_model_path, config.namespace, config.name)
+    model = load_base_model(config)
+    metrics_push = metrics_pusher(config, environ)
+    stops.check()
+    source = _prediction_source(config, stops)
+    predicted = predict_images(model, source, paths, config.batch_size)
+    log.info("predicted %d images: %s, %s", predicted, paths.predictions_hdf5, paths.predictions_csv)
+    if metrics_push is not None:
+        metrics_push.push_predictions(predicted)
+    report: dict[str, Any] = {
+        "schemaVersion": METRICS_SCHEMA_VERSION,
+        "run": {"namespace": config.namespace, "name": config.name, "uid": config.uid},
+        "task": str(config.task),
+        "config": config.model_dump(mode="json"),
+        "predictions": {
+            "images": predicted,
+            "hdf5": str(paths.predictions_hdf5),
+            "csv": str(paths.predictions_csv),
+        },
+        "model": {
+            "name": model.name,
+            "parameters": int(model.count_params()),
+            "path": config.base_model_path,
+        },
+        "metricsPushFailures": metrics_push.push_failures if metrics_push is not None else None,
+        "timings": {"total_seconds": time.monotonic() - started},
+    }
+    write_json_atomically(Path(paths.metrics_json), report)
+    return report
+
+
+def run_paths(config: TrainerConfig) -> RunPaths:
+    return RunPaths(PurePosixPath(config.output_dir), config.namespace, config.name, config.uid)
 
 
 def run_seed(config: TrainerConfig) -> int:
@@ -106,14 +197,39 @@ def fetch_data(config: TrainerConfig, seed: int, stops: StopRequests) -> Images:
 
 # -- build -------------------------------------------------------------------------------------------
 def build_compiled_model(config: TrainerConfig) -> keras.Model:
-    """The spec's model from the zoo, compiled with the spec's optimizer and learning rate."""
-    model = build_model(config.model)
+    """The spec's model from the zoo, or the base model (fine-tuning: its weights and loss, trained on
+    with the spec's optimizer and learning rate), compiled with the spec's optimizer and learning rate."""
+    if config.base_model_path is not None:
+        model = load_base_model(config)
+        loss = model.loss or "sparse_categorical_crossentropy"
+        log.info("fine-tuning %s for %d more epochs", config.base_model_path, config.epochs)
+    else:
+        model = build_model(config.model)
+        loss = "sparse_categorical_crossentropy"
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=loss,
         metrics=["accuracy"],
     )
     log.info("model: %s, %s parameters", model.name, f"{model.count_params():,}")
+    return model
+
+
+def load_base_model(config: TrainerConfig) -> keras.Model:
+    """The spec's base model, read from its volume; a missing or unreadable file is a readable error."""
+    path = config.base_model_path
+    if path is None:
+        raise DataUnavailableError(f"task {config.task} needs spec.baseModel")
+    if not Path(path).is_file():
+        raise DataUnavailableError(
+            f"base model {path} does not exist: the named training must have Succeeded with keras in "
+            "output.formats, or baseModel.path must name a .keras file on baseModel.claimName"
+        )
+    try:
+        model = keras.models.load_model(path)
+    except (ValueError, OSError, TypeError) as error:
+        raise DataInvalidError(f"base model {path} is not a Keras model file: {error}") from None
+    log.info("base model %s: %s, %s parameters", path, model.name, f"{model.count_params():,}")
     return model
 
 
@@ -233,26 +349,45 @@ def unmet_release_criteria(
     return release_failures(criteria, figures)
 
 
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What the train stage leaves for the report; an evaluate run has none."""
+
+    history: list[dict[str, float]]
+    images_per_second: list[float]  # per epoch of this attempt
+    seconds: float
+
+    @classmethod
+    def of(cls, callbacks: TrainingCallbacks) -> "TrainingRecord":
+        return cls(
+            callbacks.run_state.history,
+            callbacks.progress.images_per_second,
+            callbacks.run_state.elapsed_seconds,
+        )
+
+
 def write_report(
     config: TrainerConfig,
     paths: RunPaths,
     model: keras.Model,
-    callbacks: TrainingCallbacks,
+    training: TrainingRecord | None,
     result: Evaluation,
     *,
     exported: ExportedModel,
     failures: list[str],
     timings: dict[str, float],
+    metrics_push: TrainTestExporter | None,
 ) -> dict[str, Any]:
     """Write metrics.json, the run's one record of what it did, and return what it holds."""
-    metrics_push = callbacks.metrics_push
     histogram = metrics_push.last_weight_histogram if metrics_push is not None else None
     report: dict[str, Any] = {
         "schemaVersion": METRICS_SCHEMA_VERSION,
         "run": {"namespace": config.namespace, "name": config.name, "uid": config.uid},
+        "task": str(config.task),
         "config": config.model_dump(mode="json"),
-        "history": callbacks.run_state.history,
-        "epochs": len(callbacks.run_state.history),
+        "baseModel": config.base_model_path,
+        "history": training.history if training else [],
+        "epochs": len(training.history) if training else 0,
         "test": {
             "loss": result.loss,
             "accuracy": result.accuracy,
@@ -276,11 +411,11 @@ def write_report(
             "min": histogram.minimum,
             "max": histogram.maximum,
         },
-        "imagesPerSecond": callbacks.progress.images_per_second,
+        "imagesPerSecond": training.images_per_second if training else None,
         "metricsPushFailures": metrics_push.push_failures if metrics_push is not None else None,
         "release": {"passed": not failures, "failures": failures},
         "timings": timings,
-        "trainingSeconds": callbacks.run_state.elapsed_seconds,
+        "trainingSeconds": training.seconds if training else None,
     }
     write_json_atomically(Path(paths.metrics_json), report)
     log.info("metrics written to %s", paths.metrics_json)
@@ -288,6 +423,10 @@ def write_report(
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+def _file_size_mb(path: str | None) -> float | None:
+    return os.path.getsize(path) / 1e6 if path and os.path.isfile(path) else None
+
+
 def _log_start(config: TrainerConfig, seed: int) -> None:
     log.info(
         "training %s/%s (uid %s): %s on %s, %d epochs, batch %d, %s lr %g, seed %d",
