@@ -44,13 +44,18 @@ class ExitCodeInfo:
 
 
 EXIT_CODES: dict[ExitCode, ExitCodeInfo] = {
-    ExitCode.SUCCESS: ExitCodeInfo("Completed", True, "training, evaluation and export succeeded"),
+    ExitCode.SUCCESS: ExitCodeInfo("Completed", True, "the run succeeded"),
     ExitCode.UNEXPECTED: ExitCodeInfo("TrainerError", True, "the trainer crashed; see its log"),
     ExitCode.DATA_INVALID: ExitCodeInfo(
-        "DataInvalid", False, "the dataset failed its sha256 check or is not valid MNIST data"
+        "DataInvalid",
+        False,
+        "the dataset failed its sha256 check or is not valid MNIST data, or the base model is not a Keras model",
     ),
     ExitCode.DATA_UNAVAILABLE: ExitCodeInfo(
-        "DataUnavailable", False, "the dataset could not be downloaded; check spec.dataset.url"
+        "DataUnavailable",
+        False,
+        "the dataset, the base model or the images to predict could not be read; check spec.dataset, "
+        "spec.baseModel and spec.predict",
     ),
     ExitCode.METRICS_UNAVAILABLE: ExitCodeInfo(
         "MetricsPushFailed", True, "the Pushgateway refused a push and spec.metrics.ignoreExceptions is false"

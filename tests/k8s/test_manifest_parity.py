@@ -56,6 +56,27 @@ CASES = [
     "spec:\n  learningRate: 1e400\n",
     "spec:\n  releaseCriteria: {maxModelSizeMb: 5}\n  output: {formats: [savedmodel]}\n",
     "spec:\n  releaseCriteria: {maxModelSizeMb: 5}\n  output: {formats: [keras]}\n",
+    # Issue 14: the task's inputs, each exclusive pair and the paths that need their claim.
+    "spec:\n  task: evaluate\n",
+    "spec:\n  task: evaluate\n  baseModel: {training: digits}\n",
+    "spec:\n  task: train\n  baseModel: {claimName: models, path: team/model.keras}\n",
+    "spec:\n  baseModel: {claimName: models}\n",
+    "spec:\n  baseModel: {training: a, claimName: models, path: m.keras}\n",
+    "spec:\n  baseModel: {}\n",
+    "spec:\n  task: predict\n  baseModel: {training: a}\n",
+    "spec:\n  task: predict\n  baseModel: {training: a}\n  predict: {url: 'http://h/d.tgz'}\n",
+    "spec:\n  task: predict\n  baseModel: {training: a}\n  predict: {claimName: digits, path: in}\n",
+    "spec:\n  task: predict\n  baseModel: {training: a}\n  predict: {url: 'http://h/d.tgz', claimName: c}\n",
+    "spec:\n  task: predict\n  baseModel: {training: a}\n  predict: {url: 'http://h/d.tgz', path: in}\n",
+    "spec:\n  baseModel: {training: a}\n  predict: {url: 'http://h/d.tgz'}\n",
+    "spec:\n  baseModel: {claimName: models, path: ../escape.keras}\n",
+    "spec:\n  dataset: {claimName: images, path: mnist}\n",
+    "spec:\n  dataset: {path: mnist}\n",
+    "spec:\n  dataset: {claimName: images, url: 'http://h/mnist.tgz'}\n",
+    "spec:\n  task: fit\n",
+    "spec:\n  output: {formats: [onnx, tflite, keras, savedmodel], checkpointInterval: 5, modelCard: false}\n",
+    "spec:\n  output: {checkpointInterval: 0}\n",
+    "spec:\n  model: capsnet\n",
 ]
 
 
@@ -120,6 +141,10 @@ SCALARS = st.one_of(
             "Never",
             "keras",
             "savedmodel",
+            "onnx",
+            "capsnet",
+            "evaluate",
+            "predict",
         ]
     ),
 )
@@ -129,7 +154,8 @@ FIELDS = st.sampled_from(
         "tolerations", "nodeSelector", "bogus", "dataset: {name: %s}", "runPolicy: {backoffLimit: %s}",
         "runPolicy: {suspend: %s}", "runPolicy: {ttlSecondsAfterFinished: %s}", "metrics: {job: %s}",
         "releaseCriteria: {minTestAccuracy: %s}", "releaseCriteria: {maxModelSizeMb: %s}",
-        "output: {formats: [%s]}", "output: {formats: [savedmodel, %s]}",
+        "output: {formats: [%s]}", "output: {formats: [savedmodel, %s]}", "task", "baseModel: {training: %s}",
+        "output: {checkpointInterval: %s}", "dataset: {path: %s}",
     ]
 )  # fmt: skip
 

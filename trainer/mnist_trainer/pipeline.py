@@ -96,9 +96,9 @@ def evaluate_task(config: TrainerConfig, environ: Mapping[str, str], stops: Stop
     log.info(
         "evaluating %s on %s (%s/%s)", config.base_model_path, config.dataset, config.namespace, config.name
     )
+    model = load_base_model(config)  # before the download: a missing model fails at once
     with _timed(timings, "fetch_seconds"):
         images = fetch_data(config, seed, stops)
-    model = load_base_model(config)
     metrics_push = metrics_pusher(config, environ)
     stops.check()
     with _timed(timings, "evaluate_seconds"):

@@ -65,7 +65,12 @@ def test_an_empty_spec_gets_every_default() -> None:
             "  output: {formats: [keras, keras]}\n",
             'spec.output.formats: Invalid value: ["keras", "keras"]: formats must not repeat',
         ),
-        ("  output: {formats: [onnx]}\n", 'spec.output.formats[0]: Unsupported value: "onnx"'),
+        ("  output: {formats: [pickle]}\n", 'spec.output.formats[0]: Unsupported value: "pickle"'),
+        (
+            "  baseModel: {claimName: m, path: ../up.keras}\n",
+            'spec.baseModel.path: Invalid value: "../up.keras"',
+        ),
+        ("  output: {checkpointInterval: 0}\n", "spec.output.checkpointInterval: Invalid value: 0"),
         (
             "  releaseCriteria: {minTestAccuracy: 1.5}\n",
             "spec.releaseCriteria.minTestAccuracy: Invalid value: 1.5",
@@ -78,6 +83,48 @@ def test_an_empty_spec_gets_every_default() -> None:
 def test_each_bad_field_is_named_with_its_rule(spec_yaml: str, expected: str) -> None:
     found = problems(spec_yaml)
     assert any(p.startswith(expected) for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("spec_yaml", "path", "message"),
+    [
+        ("  task: evaluate\n", "spec", "task evaluate and task predict need baseModel"),
+        ("  task: predict\n  baseModel: {training: digits}\n", "spec", "task predict needs spec.predict"),
+        ("  baseModel: {claimName: models}\n", "spec.baseModel", "baseModel.claimName needs path"),
+        (
+            "  baseModel: {training: a, claimName: models, path: m.keras}\n",
+            "spec.baseModel",
+            "baseModel needs exactly one of training and claimName",
+        ),
+        (
+            "  predict: {claimName: c}\n  baseModel: {training: a}\n",
+            "spec",
+            "spec.predict needs task predict",
+        ),
+        (
+            "  dataset: {claimName: images, url: 'http://h/mnist.tgz'}\n",
+            "spec.dataset",
+            "dataset.url and dataset.claimName exclude each other",
+        ),
+        ("  dataset: {path: mnist}\n", "spec.dataset", "dataset.path needs dataset.claimName"),
+    ],
+)
+def test_cross_field_rules_name_the_object_and_the_rule(spec_yaml: str, path: str, message: str) -> None:
+    found = problems(spec_yaml)
+    assert any(p.startswith(f"{path}: Invalid value: ") and message in p for p in found), found
+
+
+def test_task_inputs_and_image_folders_load() -> None:
+    fine_tune = load_spec("  baseModel: {training: digits}\n  epochs: 2\n").spec
+    assert (fine_tune.task, fine_tune.base_model and fine_tune.base_model.training) == ("train", "digits")
+    predict = load_spec(
+        "  task: predict\n  baseModel: {claimName: models, path: a/model.keras}\n"
+        "  predict: {url: 'https://example.com/digits.zip'}\n"
+    ).spec
+    assert predict.predict is not None and predict.predict.url == "https://example.com/digits.zip"
+    assert load_spec("  dataset: {url: 'https://example.com/mnist.tar.gz'}\n").spec.dataset.image_folder
+    assert load_spec("  dataset: {claimName: images, path: mnist}\n").spec.dataset.image_folder
+    assert not load_spec("  dataset: {url: 'https://example.com/mnist.npz'}\n").spec.dataset.image_folder
 
 
 def test_a_size_gate_without_model_keras_is_refused() -> None:

@@ -20,6 +20,11 @@ class FakeKube:
     events: list[dict[str, Any]] = field(default_factory=list)
     uids: set[str] = field(default_factory=set)
     failures: list[ApiError] = field(default_factory=list)  # raised, in order, by the next status writes
+    trainings: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # what read_training finds
+
+    async def read_training(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.trainings.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
 
     async def create_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])

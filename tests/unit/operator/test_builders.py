@@ -137,6 +137,46 @@ def test_volumes_use_claims_when_given_and_empty_dirs_otherwise() -> None:
     assert volumes["output"]["persistentVolumeClaim"] == {"claimName": "models"}
 
 
+def test_claims_the_spec_reads_from_are_mounted_read_only_and_a_shared_claim_is_one_volume() -> None:
+    spec = (
+        "{task: predict, baseModel: {training: digits}, predict: {claimName: scans, path: batch-1},"
+        " dataset: {claimName: images, path: mnist}, output: {claimName: models}}"
+    )
+    job = build_trainer_job(training(spec, name="scan-run"), CONFIG, base_model_claim="models")
+    pod = pod_spec(job)
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
+    # The base model lives on the output claim: one volume, mounted twice (once read-only).
+    assert claims == {
+        "data": None,
+        "output": "models",
+        "dataset": "images",
+        "predict-input": "scans",
+        "tmp": None,
+    }
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/var/lib/mnist/base-model"] == {
+        "name": "output",
+        "mountPath": "/var/lib/mnist/base-model",
+        "readOnly": True,
+    }
+    assert mounts["/var/lib/mnist/dataset"]["readOnly"] and mounts["/var/lib/mnist/predict-input"]["readOnly"]
+    assert "readOnly" not in mounts["/var/lib/mnist/output"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    config = TrainerConfig.from_env({k: v for k, v in env.items() if v is not None})
+    assert config.task == "predict"
+    assert config.base_model_path == "/var/lib/mnist/base-model/team-a/digits/model.keras"
+    assert config.predict_dir == "/var/lib/mnist/predict-input/batch-1"
+    assert config.dataset_dir == "/var/lib/mnist/dataset/mnist"
+
+
+def test_a_training_without_inputs_mounts_no_input_claims() -> None:
+    mounts = [
+        m["mountPath"]
+        for m in pod_spec(build_trainer_job(training(), CONFIG))["containers"][0]["volumeMounts"]
+    ]
+    assert mounts == ["/var/lib/mnist/data", "/var/lib/mnist/output", "/tmp"]
+
+
 def test_auth_secret_reaches_the_pod_as_secret_references() -> None:
     (container,) = pod_spec(build_trainer_job(training("{metrics: {authSecretRef: {name: pgw}}}"), CONFIG))[
         "containers"

@@ -40,5 +40,6 @@ def test_rows_follow_the_crds_printer_columns() -> None:
     }
     assert header() == ["NAME", "PHASE", "EPOCH", "ACCURACY", "VAL-ACC", "LOSS", "AGE"]
     assert cells(document, NOW) == ["digits", "Running", "2/5", "0.9712", "0.98", "0.09", "10s"]
-    assert header(wide=True)[-4:] == ["TEST-ACC", "POD", "MODEL", "AGE"]
+    assert header(wide=True)[-5:] == ["TEST-ACC", "PREDICTED", "POD", "MODEL", "AGE"]
+    assert header(wide=True)[:3] == ["NAME", "TASK", "PHASE"]
     assert cells({"metadata": {"name": "x"}}, NOW) == ["x", "", "", "", "", "", ""]

@@ -106,6 +106,38 @@ def test_complete_job_succeeds_with_test_accuracy_and_model_path() -> None:
     assert condition(status, "ModelPersistent")["status"] == "True"
 
 
+def test_an_evaluation_has_no_epoch_column_and_no_exported_model() -> None:
+    spec = "{task: evaluate, baseModel: {training: digits}, output: {claimName: models}}"
+    metrics = MetricsView({"gangplank_test_accuracy": 0.9876, "gangplank_test_loss": 0.04})
+    running = reduce_status(training(spec), job(active=1), [pod("p1", NOW, "Running")], metrics, None, NOW)
+    assert "progress" not in running and "epochs" not in running and "epoch" not in running
+    assert running["message"] == "pod p1 is evaluating"
+    done = reduce_status(
+        training(spec),
+        job(("Complete", "CompletionsReached", ""), succeeded=1, completionTime=LATER),
+        [pod("p1", NOW, "Succeeded", terminated={"exitCode": 0})],
+        metrics,
+        running,
+        LATER,
+    )
+    assert (done["testAccuracy"], done["testLoss"]) == (0.9876, 0.04)
+    assert "modelPath" not in done and done["message"] == "the evaluation of the base model succeeded"
+
+
+def test_a_prediction_counts_its_images_and_says_where_they_went() -> None:
+    spec = "{task: predict, baseModel: {training: digits}, predict: {url: 'http://h/d.tgz'}, output: {claimName: m}}"
+    status = reduce_status(
+        training(spec),
+        job(("Complete", "CompletionsReached", ""), succeeded=1, completionTime=LATER),
+        [pod("p1", NOW, "Succeeded", terminated={"exitCode": 0})],
+        MetricsView({"gangplank_predict_images": 10.0}),
+        None,
+        LATER,
+    )
+    assert status["predictedImages"] == 10 and status["predictionsPath"] == "pvc://m/ml/digits/predictions/"
+    assert "modelPath" not in status and "progress" not in status
+
+
 def test_data_error_fails_at_once_with_the_exit_code_meaning() -> None:
     failed_pod = pod(
         "p1", NOW, "Failed", terminated={"exitCode": 66, "reason": "Error", "message": "mirror down"}

@@ -3,10 +3,12 @@ Driven through the Operator's public calls with a fake of the one API client (fa
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mnist_operator import clock
-from mnist_operator.trainings import JobTakenError
+from mnist_operator.trainings import BaseModelNotReadyError, BaseModelUnusableError, JobTakenError
 
 from .fake_kube import FakeKube
 from .parts import make_operator, training
@@ -44,3 +46,44 @@ async def test_suspending_patches_the_job_and_a_due_ttl_deletes_this_very_traini
     running = {**finished, "status": {"phase": "Running"}}
     assert not await operator.expire_if_due(just_finished) and not await operator.expire_if_due(running)
     assert len(kube.deleted) == 1
+
+
+async def test_a_base_model_named_by_training_waits_for_it_then_mounts_its_output_claim() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    evaluate = training("check", uid="u-2", task="evaluate", baseModel={"training": "digits"})
+    with pytest.raises(BaseModelNotReadyError, match="no such MnistTraining"):
+        await operator.ensure_job(evaluate)
+    digits = training(output={"claimName": "models"})
+    kube.trainings[("ml", "digits")] = {**digits, "status": {"phase": "Running"}}
+    with pytest.raises(BaseModelNotReadyError, match="waiting for baseModel.training digits to succeed"):
+        await operator.ensure_job(evaluate)
+    assert kube.statuses[-1][2]["phase"] == "Pending" and "it is Running" in kube.statuses[-1][2]["message"]
+    assert not kube.jobs
+    kube.trainings[("ml", "digits")] = {**digits, "status": {"phase": "Succeeded"}}
+    assert await operator.ensure_job(evaluate) == "check-trainer"
+    volumes = kube.jobs[("ml", "check-trainer")]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "base-model", "persistentVolumeClaim": {"claimName": "models"}} in volumes
+
+
+@pytest.mark.parametrize(
+    ("referenced", "message"),
+    [
+        ({"spec": {}, "status": {"phase": "Succeeded"}}, "kept its model in an emptyDir"),
+        ({"spec": {"output": {"claimName": "m"}}, "status": {"phase": "Failed"}}, "digits failed"),
+        (
+            {"spec": {"output": {"claimName": "m", "formats": ["onnx"]}}, "status": {"phase": "Succeeded"}},
+            "does not export model.keras",
+        ),
+    ],
+)
+async def test_a_base_model_that_can_never_exist_fails_the_training(
+    referenced: dict[str, Any], message: str
+) -> None:
+    kube, posted = FakeKube(), []
+    body = training()
+    kube.trainings[("ml", "digits")] = {**body, "spec": referenced["spec"], "status": referenced["status"]}
+    evaluate = training("check", uid="u-2", task="evaluate", baseModel={"training": "digits"})
+    with pytest.raises(BaseModelUnusableError, match=message):
+        await make_operator(kube, posted).ensure_job(evaluate)
+    assert kube.statuses[-1][2]["phase"] == "Failed" and not kube.jobs

@@ -1,0 +1,136 @@
+"""The spec's tasks through the trainer as a pod runs it (``python -m mnist_trainer``, env only): train with
+numbered checkpoints, then evaluate that model (gangplank's test.py), fine-tune it, and the readable
+failure of a base model that is not there. Metrics are read back from a real Pushgateway."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from mnist_api.exit_codes import ExitCode
+from tests.conftest import contract_env, data_mirror_for, run_trainer
+from tests.support.servers import Pushgateway, start_pushgateway
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Any:
+    gateway = start_pushgateway()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory,
+    gateway: Pushgateway,
+    synthetic_arrays: dict[str, npt.NDArray[np.uint8]],
+) -> dict[str, Any]:
+    """One short mlp training keeping a checkpoint every epoch; the base model of the other tests."""
+    root = tmp_path_factory.mktemp("tasks")
+    with data_mirror_for(root, synthetic_arrays) as data:
+        env = contract_env(
+            root,
+            data,
+            MNIST_MODEL="mlp",
+            MNIST_EPOCHS="3",
+            MNIST_CHECKPOINT_INTERVAL="2",
+            MNIST_MODEL_CARD="false",
+            MNIST_EXPORT_FORMATS='["keras"]',
+        )
+        run = run_trainer(env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    run_dir = root / "output" / "default" / "test"
+    return {
+        "root": root,
+        "env": env,
+        "run_dir": run_dir,
+        "report": json.loads((run_dir / "metrics.json").read_text()),
+    }
+
+
+def _group(gateway: Pushgateway, training: str) -> dict[str, Any]:
+    (group,) = [g for g in gateway.groups() if g["labels"].get("training") == training]
+    return group
+
+
+def _gauge(group: dict[str, Any], name: str) -> float:
+    return float(group[name]["metrics"][0]["value"])
+
+
+def test_checkpoint_interval_keeps_every_nth_epoch_besides_the_best(trained: dict[str, Any]) -> None:
+    checkpoints = sorted(p.name for p in (trained["run_dir"] / "checkpoints").iterdir())
+    assert checkpoints == ["best.keras", "epoch-0002.keras"]
+    model = keras.models.load_model(trained["run_dir"] / "checkpoints" / "epoch-0002.keras")
+    assert model.count_params() == trained["report"]["model"]["parameters"]
+
+
+def test_evaluate_tests_the_saved_model_and_pushes_only_test_metrics(
+    trained: dict[str, Any], gateway: Pushgateway, synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
+) -> None:
+    root: Path = trained["root"]
+    with data_mirror_for(root / "evaluate", synthetic_arrays) as data:
+        env = contract_env(
+            root / "evaluate",
+            data,
+            MNIST_NAME="check",
+            MNIST_UID="uid-check",
+            MNIST_TASK="evaluate",
+            MNIST_BASE_MODEL_PATH=str(trained["run_dir"] / "model.keras"),
+            MNIST_PUSHGATEWAY_URL=gateway.url,
+            MNIST_IGNORE_EXCEPTIONS="false",
+        )
+        run = run_trainer(env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((root / "evaluate" / "output" / "default" / "check" / "metrics.json").read_text())
+    # The same model on the same test set: the same figures as the training's own evaluation.
+    assert report["task"] == "evaluate" and report["epochs"] == 0 and report["history"] == []
+    assert report["test"]["accuracy"] == pytest.approx(trained["report"]["test"]["accuracy"], abs=1e-6)
+    group = _group(gateway, "check")
+    assert _gauge(group, "gangplank_test_accuracy") == pytest.approx(report["test"]["accuracy"])
+    assert "gangplank_test_model_weights" in group, "the seeds' test.py pushes the weights histogram"
+    assert not any(name.startswith("gangplank_train_") for name in group), "an evaluation trains nothing"
+    assert not (root / "evaluate" / "output" / "default" / "check" / "model.keras").exists()
+
+
+def test_fine_tuning_trains_the_base_model_on_for_the_spec_epochs(
+    trained: dict[str, Any], synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
+) -> None:
+    root: Path = trained["root"]
+    with data_mirror_for(root / "tune", synthetic_arrays) as data:
+        env = contract_env(
+            root / "tune",
+            data,
+            MNIST_NAME="tuned",
+            MNIST_UID="uid-tuned",
+            MNIST_MODEL="convnet",  # ignored: the base model decides the architecture
+            MNIST_EPOCHS="1",
+            MNIST_LEARNING_RATE="0.0005",
+            MNIST_BASE_MODEL_PATH=str(trained["run_dir"] / "model.keras"),
+            MNIST_MODEL_CARD="false",
+            MNIST_EXPORT_FORMATS='["keras"]',
+        )
+        run = run_trainer(env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((root / "tune" / "output" / "default" / "tuned" / "metrics.json").read_text())
+    assert report["baseModel"].endswith("model.keras") and report["model"]["name"] == "mlp"
+    assert report["epochs"] == 1
+    # It started from the trained weights, not from scratch: its first epoch is already past the
+    # base model's first one.
+    assert report["history"][0]["loss"] < trained["report"]["history"][0]["loss"]
+    assert report["test"]["accuracy"] >= trained["report"]["test"]["accuracy"] - 0.02
+
+
+def test_a_base_model_that_is_not_there_fails_with_a_reason(tmp_path: Path) -> None:
+    env = contract_env(
+        tmp_path,
+        None,
+        MNIST_TASK="evaluate",
+        MNIST_BASE_MODEL_PATH=str(tmp_path / "models" / "default" / "digits" / "model.keras"),
+    )
+    run = run_trainer(env)
+    assert run.returncode == ExitCode.DATA_UNAVAILABLE, run.stdout + run.stderr
+    assert "base model" in run.stdout and "does not exist" in run.stdout
