@@ -56,7 +56,7 @@ async def test_a_base_model_named_by_training_waits_for_it_then_mounts_its_outpu
         await operator.ensure_job(evaluate)
     digits = training(output={"claimName": "models"})
     kube.trainings[("ml", "digits")] = {**digits, "status": {"phase": "Running"}}
-    with pytest.raises(BaseModelNotReadyError, match="waiting for baseModel.training digits to succeed"):
+    with pytest.raises(BaseModelNotReadyError, match=r"waiting for baseModel\.training digits to succeed"):
         await operator.ensure_job(evaluate)
     assert kube.statuses[-1][2]["phase"] == "Pending" and "it is Running" in kube.statuses[-1][2]["message"]
     assert not kube.jobs
