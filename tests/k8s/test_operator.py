@@ -124,10 +124,18 @@ def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
         tmp_path,
     )
 
+    # Issue 14: an evaluation of digits' model, created before that model exists, waits for it.
+    apply(
+        control_plane,
+        sample_training(
+            namespace, "check", task="evaluate", baseModel={"training": "digits"}, **small(mirror)
+        ),
+        tmp_path,
+    )
     seen: list[str] = []
 
     def finished() -> bool:
-        table = control_plane.kubectl("get", "mnisttrainings", "-n", namespace, check=True).stdout
+        table = control_plane.kubectl("get", "mnisttraining", "digits", "-n", namespace, check=True).stdout
         if table not in seen:
             seen.append(table)
         return "Succeeded" in table
@@ -169,6 +177,26 @@ def test_kubectl_apply_trains_and_get_shows_live_then_final_figures(
     assert "JobCreated" in events and "Succeeded" in events
 
     assert (volume / namespace / "digits" / "model.keras").stat().st_size > 0
+
+    # The evaluation waited (its status said why), then tested digits' model from the claim, read-only.
+    check_events = control_plane.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=check", check=True
+    ).stdout
+    wait_for(
+        lambda: training_status(custom, namespace, "check").get("phase") == "Succeeded",
+        timeout=120,
+        what="the evaluation to succeed",
+    )
+    check = training_status(custom, namespace, "check")
+    assert check["testAccuracy"] == status["testAccuracy"], "the same model on the same test set"
+    assert "progress" not in check and "modelPath" not in check
+    check_table = control_plane.kubectl("get", "mnisttraining", "check", "-n", namespace, check=True).stdout
+    print(check_table, check_events, sep="\n")
+    assert check_table.splitlines()[1].split()[:2] == ["check", "Succeeded"]
+    assert "waiting for baseModel.training digits to succeed" in check_events
+    (check_pod,) = pods_of(core, namespace, "check")
+    mounts = {m.mount_path: m for m in check_pod.spec.containers[0].volume_mounts}
+    assert mounts["/var/lib/mnist/base-model"].read_only
 
     (pod,) = pods_of(core, namespace, "digits")
     # The trainer ran from the built image, under the restricted securityContext the namespace enforces.

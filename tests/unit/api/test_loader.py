@@ -20,6 +20,20 @@ def test_the_sample_manifest_loads_with_its_values() -> None:
     assert training.spec.release_criteria.min_test_accuracy == 0.97
 
 
+def test_the_task_samples_load_in_the_order_they_run() -> None:
+    samples = Path(__file__).resolve().parents[3] / "manifests" / "samples"
+    chain = load_manifest_file(samples / "mnist-evaluate.yaml")
+    assert [(t.metadata.name, t.spec.task) for t in chain] == [
+        ("mnist-convnet", "train"),
+        ("mnist-convnet-test", "evaluate"),
+        ("fashion-from-mnist", "train"),
+    ]
+    assert chain[0].spec.output.formats == ["keras", "savedmodel", "onnx", "tflite"]
+    assert all(t.spec.base_model and t.spec.base_model.training == "mnist-convnet" for t in chain[1:])
+    (predict,) = load_manifest_file(samples / "mnist-predict.yaml")
+    assert predict.spec.predict is not None and predict.spec.predict.claim_name == "digits"
+
+
 def test_every_problem_is_reported_at_once_under_a_kubectl_style_header() -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifests(HEADER.replace("name: t", "name: Bad_Name") + "spec: {epochs: 0, batchSize: 0}\n")
