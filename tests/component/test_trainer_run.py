@@ -142,7 +142,7 @@ def test_exports_follow_the_volume_layout_and_reproduce_the_test_accuracy(
     report = run.metrics_json()
     assert report["model"]["exports"] == {
         "keras": str(run_dir / "model.keras"),
-        "savedmodel": str(run_dir / "saved_model"),
+        "savedmodel": str(run_dir / "saved_model" / "1"),
     }
     assert (run_dir / "checkpoints" / "best.keras").is_file()
     assert [e["epoch"] for e in report["history"]] == [1, 2]
@@ -153,7 +153,8 @@ def test_exports_follow_the_volume_layout_and_reproduce_the_test_accuracy(
     model = keras.models.load_model(run_dir / "model.keras")
     keras_accuracy = float(np.mean(np.argmax(model.predict(images, verbose=0), axis=1) == labels))
     assert keras_accuracy == pytest.approx(report["test"]["accuracy"], abs=1e-6)
-    saved_model = tf.saved_model.load(str(run_dir / "saved_model"))  # keep a reference: it owns the weights
+    # The version folder a server loads; keep a reference to what it loads: it owns the weights.
+    saved_model = tf.saved_model.load(str(run_dir / "saved_model" / "1"))
     served = saved_model.serve(tf.constant(images))
     assert float(np.mean(np.argmax(served.numpy(), axis=1) == labels)) == pytest.approx(
         keras_accuracy, abs=1e-6

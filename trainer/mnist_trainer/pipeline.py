@@ -211,12 +211,13 @@ class ExportedModel:
 
 
 def export_model(model: keras.Model, formats: Collection[str], paths: RunPaths) -> ExportedModel:
-    """The model in each of the spec's export formats, at the run's paths."""
+    """The model in each of the spec's export formats, at the run's paths. ``files`` maps each format to
+    what a consumer loads: for savedmodel, the version folder ``saved_model/1``."""
     files: dict[str, str] = {}
     if "keras" in formats:
         files["keras"] = str(export_keras(model, Path(paths.model_keras)))
     if "savedmodel" in formats:
-        files["savedmodel"] = str(export_saved_model(model, Path(paths.saved_model)))
+        files["savedmodel"] = str(export_saved_model(model, Path(paths.saved_model_version)))
     log.info("model exported: %s", ", ".join(files.values()))
     size_mb = os.path.getsize(files["keras"]) / 1e6 if "keras" in files else None
     return ExportedModel(files, size_mb)
