@@ -25,7 +25,7 @@ from .callbacks import TrainingCallbacks, training_callbacks
 from .datasets import Array, FetchPolicy, load_dataset
 from .errors import ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
-from .export import export_keras, export_saved_model
+from .export import export_keras, export_onnx, export_saved_model, export_tflite
 from .inputs import Splits, split_train_validation, to_dataset
 from .metrics_push import TrainTestExporter
 from .models import build_model, make_optimizer
@@ -218,6 +218,10 @@ def export_model(model: keras.Model, formats: Collection[str], paths: RunPaths) 
         files["keras"] = str(export_keras(model, Path(paths.model_keras)))
     if "savedmodel" in formats:
         files["savedmodel"] = str(export_saved_model(model, Path(paths.saved_model_version)))
+    if "onnx" in formats:
+        files["onnx"] = str(export_onnx(model, Path(paths.onnx)))
+    if "tflite" in formats:
+        files["tflite"] = str(export_tflite(model, Path(paths.tflite)))
     log.info("model exported: %s", ", ".join(files.values()))
     size_mb = os.path.getsize(files["keras"]) / 1e6 if "keras" in files else None
     return ExportedModel(files, size_mb)
