@@ -19,7 +19,7 @@ pytestmark = pytest.mark.images
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 OCI_LABELS = ("title", "description", "source", "licenses", "version", "revision")
-HEAVY = ("tensorflow", "tensorboard", "keras", "tf_keras", "nvidia")
+HEAVY = ("tensorflow", "tensorboard", "keras", "tf_keras", "nvidia", "tf2onnx", "onnx")
 
 
 def site_packages(root: Path) -> Path:
@@ -109,6 +109,7 @@ def test_the_trainer_image_has_tensorflow_and_no_operator_packages(rootfs: Calla
     assert (packages / "keras" / "__init__.py").is_file()
     installed = distributions(root)
     assert "tensorflow-cpu" in installed, installed  # x86_64: the [trainer] extra's CPU build
+    assert {"tf2onnx", "onnx"} <= installed, installed  # the onnx export format's converter
     assert not installed & {"kopf", "kubernetes", "aiohttp"}, installed
     assert not (packages / "kopf").exists()
 

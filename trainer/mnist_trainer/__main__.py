@@ -31,6 +31,8 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     logging.getLogger("absl").setLevel(logging.WARNING)
+    # tf2onnx (the ONNX export) narrates each conversion at INFO; what it cannot convert comes at ERROR.
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
 
 
 def write_termination_message(message: str) -> None:

@@ -25,7 +25,7 @@ from .callbacks import TrainingCallbacks, metrics_pusher, training_callbacks
 from .datasets import Array, FetchPolicy, load_dataset
 from .errors import DataInvalidError, DataUnavailableError, ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
-from .export import export_keras, export_saved_model
+from .export import export_keras, export_onnx, export_saved_model, export_tflite
 from .inputs import Splits, split_train_validation, to_dataset
 from .metrics_push import TrainTestExporter
 from .models import build_model, make_optimizer
@@ -327,12 +327,17 @@ class ExportedModel:
 
 
 def export_model(model: keras.Model, formats: Collection[str], paths: RunPaths) -> ExportedModel:
-    """The model in each of the spec's export formats, at the run's paths."""
+    """The model in each of the spec's export formats, at the run's paths. ``files`` maps each format to
+    what a consumer loads: for savedmodel, the version folder ``saved_model/1``."""
     files: dict[str, str] = {}
     if "keras" in formats:
         files["keras"] = str(export_keras(model, Path(paths.model_keras)))
     if "savedmodel" in formats:
-        files["savedmodel"] = str(export_saved_model(model, Path(paths.saved_model)))
+        files["savedmodel"] = str(export_saved_model(model, Path(paths.saved_model_version)))
+    if "onnx" in formats:
+        files["onnx"] = str(export_onnx(model, Path(paths.onnx)))
+    if "tflite" in formats:
+        files["tflite"] = str(export_tflite(model, Path(paths.tflite)))
     log.info("model exported: %s", ", ".join(files.values()))
     size_mb = os.path.getsize(files["keras"]) / 1e6 if "keras" in files else None
     return ExportedModel(files, size_mb)
