@@ -31,6 +31,8 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     logging.getLogger("absl").setLevel(logging.WARNING)
+    # matplotlib (the model card) says "generated new fontManager" on the first import in a fresh pod.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def write_termination_message(message: str) -> None:
