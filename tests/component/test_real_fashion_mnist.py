@@ -47,3 +47,7 @@ def test_convnet_reaches_85_percent_on_real_fashion_mnist_in_two_epochs(
     assert report["test"]["accuracy"] >= 0.85
     assert [e["epoch"] for e in report["history"]] == [1, 2]
     assert report["model"]["parameters"] == 104_202
+    # The model card, with Fashion-MNIST's class names rather than bare labels.
+    card = Path(report["modelCard"]["file"]).read_text(encoding="utf-8")
+    assert "6 `Shirt`" in card
+    assert all(Path(plot).is_file() for plot in report["modelCard"]["plots"])

@@ -412,6 +412,7 @@ TRAINER_ENV = [
     "keras",
     "numpy",
     "prometheus-client",
+    "matplotlib",
     "pydantic",
     "PyYAML",
 ]
@@ -495,7 +496,7 @@ def test_runtime_environment_suits_kubectl_logs_and_a_read_only_root(kind: str) 
 
 def test_trainer_home_is_on_the_writable_tmp_volume() -> None:
     env = final_env("trainer")
-    for name in ("HOME", "KERAS_HOME"):
+    for name in ("HOME", "KERAS_HOME", "MPLCONFIGDIR"):
         assert env[name] == TMP_MOUNT_PATH or env[name].startswith(TMP_MOUNT_PATH + "/"), (name, env[name])
 
 

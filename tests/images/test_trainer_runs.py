@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from mnist_api.layout import METRICS_FILE, OUTPUT_MOUNT_PATH, TMP_MOUNT_PATH
+from mnist_api.layout import (
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    OUTPUT_MOUNT_PATH,
+    PLOT_FILES,
+    PLOTS_DIR,
+    TMP_MOUNT_PATH,
+)
 from tests.support.mnist_data import synthetic_mnist, write_idx_quartet
 
 from . import runc
@@ -101,5 +108,11 @@ def test_the_trainer_image_writes_the_run_files(trainer_run: Run) -> None:
     # No Pushgateway configured: nothing was pushed, so nothing failed.
     assert metrics["metricsPushFailures"] is None
     assert (run_dir / "model.keras").is_file()
+    # The model card drew under the read-only root: matplotlib's cache went to MPLCONFIGDIR on /tmp.
+    assert "error" not in metrics["modelCard"], metrics["modelCard"]
+    assert (run_dir / MODEL_CARD_FILE).is_file()
+    for name in PLOT_FILES:
+        assert (run_dir / PLOTS_DIR / name).read_bytes()[:4] == b"\x89PNG", name
+    assert "Matplotlib created a temporary" not in trainer_run.log, trainer_run.log[-6000:]
     owners = {(p.stat().st_uid, p.stat().st_gid) for p in run_dir.rglob("*")}
     assert owners == {(UID, GID)}, owners

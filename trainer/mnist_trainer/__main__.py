@@ -33,6 +33,8 @@ def configure_logging() -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
     # tf2onnx (the ONNX export) narrates each conversion at INFO; what it cannot convert comes at ERROR.
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    # matplotlib (the model card) says "generated new fontManager" on the first import in a fresh pod.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def write_termination_message(message: str) -> None:

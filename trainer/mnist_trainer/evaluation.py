@@ -1,4 +1,5 @@
-"""Evaluate a trained model: test loss and accuracy, per-class accuracy, single-image latency."""
+"""Evaluate a trained model: test loss and accuracy, per-class accuracy, the confusion matrix, single-image
+latency."""
 
 import statistics
 import time
@@ -20,6 +21,8 @@ class Evaluation:
     seconds: float
     per_class_accuracy: dict[int, float]
     inference_time_ms: float
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    """Test image counts: row = true class, column = predicted class (the model card draws it)."""
 
 
 def evaluate(
@@ -32,13 +35,16 @@ def evaluate(
     started = time.monotonic()
     results = model.evaluate(test, callbacks=callbacks, return_dict=True, verbose=0)
     seconds = time.monotonic() - started
-    predicted = np.argmax(model.predict(test, verbose=0), axis=1)
+    probabilities = model.predict(test, verbose=0)
+    predicted = np.argmax(probabilities, axis=1)
     return Evaluation(
         loss=float(results["loss"]),
         accuracy=float(results["accuracy"]),
         seconds=seconds,
         per_class_accuracy=per_class_accuracy(y_test, predicted),
         inference_time_ms=single_image_latency_ms(model, x_test[:1]),
+        # As many classes as the model has outputs, so a class no test image has still gets its row.
+        confusion_matrix=confusion_matrix(y_test, predicted, num_classes=probabilities.shape[1]),
     )
 
 
@@ -47,6 +53,15 @@ def per_class_accuracy(labels: npt.NDArray[Any], predicted: npt.NDArray[Any]) ->
     totals = np.bincount(labels, minlength=NUM_CLASSES)
     hits = np.bincount(labels[labels == predicted], minlength=NUM_CLASSES)
     return {c: float(hits[c] / totals[c]) for c in range(NUM_CLASSES) if totals[c]}
+
+
+def confusion_matrix(
+    labels: npt.NDArray[Any], predicted: npt.NDArray[Any], num_classes: int
+) -> tuple[tuple[int, ...], ...]:
+    """Counts of (true, predicted) pairs: ``matrix[t][p]`` test images of class t were predicted as p."""
+    pairs = np.asarray(labels, dtype=np.int64) * num_classes + np.asarray(predicted, dtype=np.int64)
+    counts = np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return tuple(tuple(int(n) for n in row) for row in counts)
 
 
 def single_image_latency_ms(model: keras.Model, image: npt.NDArray[np.uint8], repeats: int = 20) -> float:

@@ -1,4 +1,5 @@
-"""The training run, stage by stage in keras-io's order: fetch, build, train, evaluate, export, report.
+"""The training run, stage by stage in keras-io's order: fetch, build, train, evaluate, export, report,
+then the model card.
 
 ``run_training`` reads top to bottom as a run goes; below it, one function per stage in the same order,
 each taking and returning plain values. The callbacks of the train stage are built in ``callbacks.py``.
@@ -80,6 +81,8 @@ def train_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopReq
         timings=timings,
         metrics_push=callbacks.metrics_push,
     )
+    # Before the release verdict raises: a card is most useful for a model that missed a criterion.
+    report = write_model_card(config, paths, report, result)
     if failures:
         raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
     return report
@@ -424,6 +427,46 @@ def write_report(
     }
     write_json_atomically(Path(paths.metrics_json), report)
     log.info("metrics written to %s", paths.metrics_json)
+    return report
+
+
+# -- model card --------------------------------------------------------------------------------------
+def write_model_card(
+    config: TrainerConfig,
+    paths: RunPaths,
+    report: dict[str, Any],
+    result: Evaluation,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """model_card/: the Markdown card and its plots, unless ``output.modelCard`` is false (then nothing is
+    written). Records where they went, or why they are missing, as metrics.json's ``modelCard``, and
+    returns the report with it. ``class_names`` default to the dataset's known names, else its labels.
+
+    A card that cannot be drawn only warns: the model is exported and metrics.json written by now, and
+    the card merely describes them. Failing the run instead (exit 1, which the Job retries) would retrain
+    nothing, draw again, most likely fail the same way, and leave a good model under a Failed training.
+    """
+    if not config.model_card:
+        return report
+    try:
+        # Imported here, not at the top: with output.modelCard false a run never loads matplotlib (whose
+        # first import in a fresh pod builds its font cache).
+        from .model_card import known_class_names, write_card
+
+        files = write_card(
+            report,
+            result.confusion_matrix,
+            Path(paths.run_dir),
+            class_names=class_names or known_class_names(config.dataset),
+        )
+    except Exception as error:  # any drawing or writing error: see the docstring
+        log.warning("model card not written: %s: %s", type(error).__name__, error, exc_info=True)
+        card: dict[str, Any] = {"error": f"{type(error).__name__}: {error}"}
+    else:
+        log.info("model card written to %s (plots in %s)", files.card, paths.plots_dir)
+        card = {"file": str(files.card), "plots": [str(p) for p in files.plots]}
+    report = {**report, "modelCard": card}
+    write_json_atomically(Path(paths.metrics_json), report)
     return report
 
 
