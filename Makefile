@@ -43,6 +43,7 @@ crd: setup
 
 docs: setup
 	$(PY) -m mnist_api.reference > docs/spec-reference.md
+	$(PY) -m mnist_operator.cli_reference > docs/cli.md
 
 # Every benchmark, bench/[!_]*.py (bench/_*.py and bench/harness/ are helpers), run as a module from the
 # repository root: `python -m bench.<name>`. Each prints ratios against a baseline measured in the same

@@ -1,13 +1,17 @@
-"""The ``mnist-operator`` command line."""
+"""The ``mnist-operator`` command line: ``local`` (train here, no cluster) and ``run`` (the operator).
+
+The help texts are the user's documentation (docs/cli.md is generated from this parser), so they are plain
+text, never this docstring's markup."""
 
 import argparse
 import asyncio
 import contextlib
+import io
 import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mnist_api import ManifestError, MnistTraining, load_manifest_file, validate_resource
 from mnist_api.loader import load_value
@@ -34,14 +38,19 @@ def apply_overrides(resource: MnistTraining, assignments: list[str]) -> MnistTra
 
 def local_command(args: argparse.Namespace) -> int:
     trainings = [apply_overrides(t, args.set) for t in load_manifest_file(args.filename)]
+    # --quiet keeps stdout to each training's final row and result lines: the notices (the Pushgateway's
+    # address, a previous run moved aside) go nowhere. Errors still go to stderr, with exit code 2.
+    notices: TextIO = io.StringIO() if args.quiet else sys.stdout
     with contextlib.ExitStack() as stack:
         url = args.pushgateway
         if url is None and not args.no_pushgateway:
             url = stack.enter_context(local_pushgateway())
-            print(f"mnist-operator: Pushgateway at {url} (curl -s {url}/metrics | grep gangplank_train)")
+            notices.write(
+                f"mnist-operator: Pushgateway at {url} (curl -s {url}/metrics | grep gangplank_train)\n"
+            )
         for manifest_training in trainings:
             runs = Path(args.runs_dir)
-            training = as_local_run(manifest_training, runs, sys.stdout)
+            training = as_local_run(manifest_training, runs, notices)
             env = local_environment(training, runs, url)
             log = runs / training.metadata.namespace / training.metadata.name / "trainer.log"
             code = train_locally(
@@ -52,6 +61,7 @@ def local_command(args: argparse.Namespace) -> int:
                 log_path=log,
                 out=sys.stdout,
                 show_logs=args.logs,
+                quiet=args.quiet,
             )
             if code != 0:
                 return code
@@ -135,20 +145,103 @@ async def standby_probe(liveness: str | None) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
+DESCRIPTION = """\
+Train MNIST-family models from MnistTraining manifests: on a Kubernetes
+cluster, where the operator (run) turns each training into a Job, or here
+with no cluster (local)."""
+
+LOCAL_DESCRIPTION = """\
+Train each MnistTraining of a manifest here, with no cluster. The manifest is
+checked as the API server checks it; the trainer runs as a child process with
+the environment its pod would get; the status is printed live with the columns
+of kubectl get mnisttrainings -w. A run's files land in
+RUNS_DIR/NAMESPACE/NAME/. Ctrl-C stops the trainer cleanly and the same
+command resumes from the last finished epoch; a changed spec starts a new run.
+The exit code is the trainer's (docs/trainer.md)."""
+
+LOCAL_EXAMPLES = """\
+examples:
+  mnist-operator local -f manifests/samples/mnist-training.yaml
+  mnist-operator local -f training.yaml --set spec.epochs=1 --set spec.model=mlp
+  mnist-operator local -f training.yaml --no-pushgateway --quiet"""
+
+RUN_DESCRIPTION = """\
+Run the operator: watch MnistTraining resources and run each as a batch/v1
+Job, with its status kept up to date. Settings come from MNIST_OPERATOR_*
+environment variables (docs/operator.md). With
+MNIST_OPERATOR_LEADER_ELECTION_NAMESPACE set, replicas elect one leader
+through a Lease and the others stand by."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs keep their line breaks (the examples' lines must not be joined); option
+    help is wrapped to the terminal as usual, with the default appended where it says something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = shown_default(action)
+        if action.help is None or default is None:
+            return action.help
+        return f"{action.help} (default: {default.replace('%', '%%')})"  # help is %-formatted next
+
+
+def shown_default(action: argparse.Action) -> str | None:
+    """An option's default as help and docs/cli.md show it; None when it says nothing (a flag that is off,
+    an option that does nothing unless given, a required one)."""
+    if action.required or action.default in (None, False, [], argparse.SUPPRESS):
+        return None
+    return str(action.default)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnist-operator", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    local = commands.add_parser("local", help="train a manifest's MnistTrainings here, with no cluster")
+    # Help strings are plain text: --help prints them as they are (a test refuses RST or Markdown markup),
+    # and docs/cli.md is generated from them (python -m mnist_operator.cli_reference).
+    parser = argparse.ArgumentParser(
+        prog="mnist-operator", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        title="commands",
+        metavar="COMMAND",
+        help="mnist-operator COMMAND --help describes one",
+    )
+    local = commands.add_parser(
+        "local",
+        help="train a manifest's MnistTrainings here, with no cluster",
+        description=LOCAL_DESCRIPTION,
+        epilog=LOCAL_EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
     local.add_argument("-f", "--filename", required=True, help="manifest file (as for kubectl apply -f)")
-    local.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a field")
-    local.add_argument("--runs-dir", default="runs", help="where volumes go (default: ./runs)")
     local.add_argument(
-        "--pushgateway", metavar="URL", help="push metrics here instead of a local Pushgateway"
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a field, e.g. spec.epochs=1; the value is YAML, as in a manifest (repeatable)",
+    )
+    local.add_argument("--runs-dir", default="runs", help="where the runs' files and the data cache go")
+    local.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push metrics here instead of to a Pushgateway started for the run",
     )
     local.add_argument("--no-pushgateway", action="store_true", help="push no metrics (metrics.json only)")
-    local.add_argument("--logs", action="store_true", help="show the trainer's log under the status rows")
+    output = local.add_mutually_exclusive_group()
+    output.add_argument("--logs", action="store_true", help="show the trainer's log under the status rows")
+    output.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the final status row and the result line (for scripts; the exit code is the same)",
+    )
     local.set_defaults(handler=local_command)
-    run = commands.add_parser("run", help="run the operator (settings: MNIST_OPERATOR_* variables)")
+    run = commands.add_parser(
+        "run",
+        help="run the operator (settings: MNIST_OPERATOR_* variables)",
+        description=RUN_DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )
     run.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )

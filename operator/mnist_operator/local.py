@@ -320,9 +320,14 @@ def train_locally(
     log_path: Path,
     out: TextIO,
     show_logs: bool = False,
+    quiet: bool = False,
     poll_seconds: float = 0.5,
 ) -> int:
-    """Run the trainer with the pod's environment, rendering its status live; returns its exit code."""
+    """Run the trainer with the pod's environment, rendering its status live; returns its exit code.
+
+    ``quiet`` (``-q``): only the final row, under the header, and the result lines, for scripts and CI logs
+    that want the outcome rather than the progress.
+    """
     if importlib.util.find_spec("mnist_trainer") is None:
         raise LocalRunError("the trainer is not installed here: pip install 'mnist-operator[trainer]'")
     created = utc_now()
@@ -345,9 +350,10 @@ def train_locally(
     errors: list[str] = []
     copier = threading.Thread(target=_copy_log, args=(child, log_path, out if show_logs else None, errors))
     copier.start()
-    if not show_logs:
+    if not show_logs and not quiet:
         out.write(f"mnist-operator: trainer log: {log_path}\n")
     status: dict[str, Any] = {}
+    document: dict[str, Any] = {}
     interrupted = False
     # Ctrl-C, and `kill` alike, stop the trainer cleanly. Set here rather than trusted: a shell without
     # job control starts background commands with SIGINT ignored, and the default SIGTERM would leave
@@ -367,32 +373,54 @@ def train_locally(
             status = reduce_status(resource, job, pods, metrics, status, utc_now())
             if interrupted and code == ExitCode.INTERRUPTED:
                 status = {**status, "phase": STOPPED}
-            table.show({"metadata": {"name": meta.name, "creationTimestamp": created}, "status": status})
+            document = {"metadata": {"name": meta.name, "creationTimestamp": created}, "status": status}
+            if not quiet:
+                table.show(document)
             if code is not None:
                 break
             time.sleep(poll_seconds)
         except KeyboardInterrupt:
             if not interrupted:
                 interrupted = True
-                out.write("mnist-operator: stopping the trainer; run the same command again to resume\n")
+                if not quiet:
+                    out.write("mnist-operator: stopping the trainer; run the same command again to resume\n")
                 child.send_signal(signal.SIGTERM)
     for sig, handler in previous.items():
         signal.signal(sig, handler)
     assert process.exit_code is not None
-    if interrupted and process.exit_code == ExitCode.INTERRUPTED:
-        out.write(
-            "mnist-operator: stopped; run the same command again to resume from the last finished epoch\n"
-        )
-    elif process.exit_code != 0:
-        reason = describe_exit_code(process.exit_code)
+    if quiet:
+        table.show(document)  # the header and the last row: the outcome, in the table's own terms
+    for line in result_lines(
+        resource, env, process.exit_code, interrupted=interrupted, errors=errors, log_path=log_path
+    ):
+        out.write(line + "\n")
+    return process.exit_code
+
+
+def result_lines(
+    training: MnistTraining,
+    env: Mapping[str, str],
+    exit_code: int,
+    *,
+    interrupted: bool,
+    errors: list[str],
+    log_path: Path,
+) -> list[str]:
+    """What the run's last lines say: where its files are, why it failed, or how to resume it."""
+    if interrupted and exit_code == ExitCode.INTERRUPTED:
+        return ["mnist-operator: stopped; run the same command again to resume from the last finished epoch"]
+    if exit_code != 0:
+        reason = describe_exit_code(exit_code)
         # The trainer's own traceback stays in its log; the terminal gets one readable line and where to look.
         detail = errors[-1] if errors else reason.description
-        out.write(f"mnist-operator: {reason.reason}: {detail} (trainer log: {log_path})\n")
-    else:
-        out.write(
-            f"mnist-operator: model and metrics.json in {Path(env['MNIST_OUTPUT_DIR']) / meta.namespace / meta.name}\n"
-        )
-    return process.exit_code
+        return [f"mnist-operator: {reason.reason}: {detail} (trainer log: {log_path})"]
+    meta = training.metadata
+    paths = RunPaths(PurePosixPath(env["MNIST_OUTPUT_DIR"]), meta.namespace, meta.name, meta.uid or LOCAL_UID)
+    lines = [f"mnist-operator: model and metrics.json in {paths.run_dir}"]
+    # Only when the trainer wrote one: spec.output.modelCard may be false (and older trainers write none).
+    if Path(str(paths.model_card)).is_file():
+        lines.append(f"mnist-operator: model card: {paths.model_card}")
+    return lines
 
 
 def _interrupt(signum: int, frame: Any) -> None:

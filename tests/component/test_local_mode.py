@@ -69,9 +69,36 @@ def test_the_sample_trains_locally_with_a_live_table(tmp_path: Path, data_mirror
 
 
 def test_logs_flag_follows_the_trainers_log(tmp_path: Path, data_mirror: DataMirror) -> None:
-    done = run_local(local_args(data_mirror, "--logs", "--set", "spec.model=mlp", epochs=1), tmp_path)
+    # oneDNN on, as by default on Intel CPUs: its start-up line must not reach the terminal or the log.
+    args = local_args(data_mirror, "--logs", "--set", "spec.model=mlp", epochs=1)
+    done = run_local(args, tmp_path, TF_ENABLE_ONEDNN_OPTS="1")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "epoch 1/1  loss" in done.stdout and rows(done.stdout)[-1][1] == "Succeeded"
+    log = (tmp_path / "runs" / "default" / "mnist-convnet" / "trainer.log").read_text()
+    for output in (done.stdout + done.stderr, log):
+        assert "oneDNN" not in output and "cpu_feature_guard" not in output and "absl" not in output, output
+
+
+def test_quiet_prints_only_the_final_row_and_the_result(tmp_path: Path, data_mirror: DataMirror) -> None:
+    # Through the local Pushgateway, whose address line is one of the notices --quiet drops.
+    done = run_local(local_args(data_mirror, "-q", "--set", "spec.model=mlp", epochs=1), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = tmp_path / "runs" / "default" / "mnist-convnet"
+    header, row, result = done.stdout.splitlines()  # nothing else: no live rows, no log path, no notices
+    assert header.split() == ["NAME", "PHASE", "EPOCH", "ACCURACY", "VAL-ACC", "LOSS", "AGE"]
+    assert row.split()[:3] == ["mnist-convnet", "Succeeded", "1/1"] and len(row.split()) == 7, row
+    assert result == f"mnist-operator: model and metrics.json in {run_dir}"
+    assert done.stderr == ""
+    assert "epoch 1/1  loss" in (run_dir / "trainer.log").read_text()  # the log is still written
+
+    # A failure: the same exit code as without --quiet, and its one readable line.
+    args = [sys.executable, "-m", "mnist_operator", "local", "-f", str(SAMPLE), "--no-pushgateway", "--quiet"]
+    args += ["--set", f"spec.dataset.url={data_mirror.mirror.url}no-such-folder/", "--set", "spec.model=mlp"]
+    failed = run_local(args, tmp_path)
+    assert failed.returncode == 66, failed.stdout + failed.stderr
+    header, row, result = failed.stdout.splitlines()
+    assert header.startswith("NAME ") and row.split()[:2] == ["mnist-convnet", "Failed"], failed.stdout
+    assert result.startswith("mnist-operator: DataUnavailable: ") and "(trainer log: runs/" in result
 
 
 def _ignore_sigint() -> None:

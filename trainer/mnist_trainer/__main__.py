@@ -15,6 +15,7 @@ from mnist_api.env import EnvContractError, TrainerConfig
 from mnist_api.exit_codes import ExitCode
 
 from .errors import Interrupted, TrainerError
+from .startup_log import tensorflow_startup_filtered
 from .stop_requests import StopRequests
 
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -22,7 +23,9 @@ log = logging.getLogger("mnist_trainer")
 
 
 def configure_logging() -> None:
-    # TensorFlow's C++ start-up chatter is noise in `kubectl logs`; errors still come through.
+    # TensorFlow's C++ INFO and WARNING records are noise in `kubectl logs`; errors still come through.
+    # Set before TensorFlow loads, which is when it reads the level; a value the user set wins. The records its
+    # libraries log while loading ignore the level: startup_log.py holds them to it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handler = logging.StreamHandler(sys.stdout)
     formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
@@ -55,8 +58,10 @@ def main() -> int:
     stops = StopRequests()
     stops.install()
     try:
-        # Imported after the signal handler is in place: importing TensorFlow takes seconds.
-        from .pipeline import run_training
+        # Imported after the signal handler is in place: importing TensorFlow takes seconds. Its libraries
+        # log start-up lines that ignore TF_CPP_MIN_LOG_LEVEL while they load (startup_log.py).
+        with tensorflow_startup_filtered():
+            from .pipeline import run_training
 
         with stops.deferred():
             report = run_training(config, os.environ, stops)

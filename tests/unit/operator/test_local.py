@@ -3,9 +3,9 @@
 import io
 from pathlib import Path
 
-from mnist_api import MnistTraining, load_manifest_file
+from mnist_api import ExitCode, MnistTraining, describe_exit_code, load_manifest_file
 from mnist_operator.cli import apply_overrides
-from mnist_operator.local import as_local_run, local_run_uid
+from mnist_operator.local import as_local_run, local_run_uid, result_lines
 
 SAMPLE = Path(__file__).resolve().parents[3] / "manifests" / "samples" / "mnist-training.yaml"
 
@@ -61,3 +61,26 @@ def test_a_run_of_an_older_version_without_a_record_is_kept_not_overwritten(tmp_
     start(sample(), tmp_path)
     assert (runs / "mnist-convnet.local" / "model.keras").read_text() == "mnist-convnet.local"
     assert (runs / "mnist-convnet.local.2" / "model.keras").read_text() == "mnist-convnet"
+
+
+def test_the_result_names_the_model_card_only_when_the_trainer_wrote_one(tmp_path: Path) -> None:
+    training = as_local_run(sample(), tmp_path / "runs", io.StringIO())
+    env = {"MNIST_OUTPUT_DIR": str(tmp_path / "runs")}
+    run_dir = tmp_path / "runs" / "default" / "mnist-convnet"
+    log = run_dir / "trainer.log"
+
+    def result(code: int) -> list[str]:
+        return result_lines(training, env, code, interrupted=False, errors=[], log_path=log)
+
+    assert result(0) == [f"mnist-operator: model and metrics.json in {run_dir}"]
+    (run_dir / "model_card").mkdir()
+    (run_dir / "model_card" / "mnist_model_card.md").write_text("# card\n")
+    assert result(0) == [
+        f"mnist-operator: model and metrics.json in {run_dir}",
+        f"mnist-operator: model card: {run_dir}/model_card/mnist_model_card.md",
+    ]
+    # A failed run's result is why it failed, whatever files it left.
+    reason = describe_exit_code(ExitCode.RELEASE_CRITERIA_NOT_MET)
+    assert result(ExitCode.RELEASE_CRITERIA_NOT_MET) == [
+        f"mnist-operator: ReleaseCriteriaNotMet: {reason.description} (trainer log: {log})"
+    ]
