@@ -36,8 +36,20 @@ def apply_overrides(resource: MnistTraining, assignments: list[str]) -> MnistTra
     return validate_resource(document)
 
 
+def claim_folders(assignments: list[str]) -> dict[str, Path]:
+    """``--claim models=/data/models``: the folders local mode reads a spec's claims from."""
+    folders: dict[str, Path] = {}
+    for assignment in assignments:
+        name, separator, folder = assignment.partition("=")
+        if not separator or not name or not folder:
+            raise ManifestError(f"--claim {assignment}: expected NAME=DIR, e.g. models=./models")
+        folders[name] = Path(folder)
+    return folders
+
+
 def local_command(args: argparse.Namespace) -> int:
     trainings = [apply_overrides(t, args.set) for t in load_manifest_file(args.filename)]
+    claim_dirs = claim_folders(args.claim)
     # --quiet keeps stdout to each training's final row and result lines: the notices (the Pushgateway's
     # address, a previous run moved aside) go nowhere. Errors still go to stderr, with exit code 2.
     notices: TextIO = io.StringIO() if args.quiet else sys.stdout
@@ -51,7 +63,7 @@ def local_command(args: argparse.Namespace) -> int:
         for manifest_training in trainings:
             runs = Path(args.runs_dir)
             training = as_local_run(manifest_training, runs, notices)
-            env = local_environment(training, runs, url)
+            env = local_environment(training, runs, url, claim_dirs)
             log = runs / training.metadata.namespace / training.metadata.name / "trainer.log"
             code = train_locally(
                 training,
@@ -221,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a field, e.g. spec.epochs=1; the value is YAML, as in a manifest (repeatable)",
     )
     local.add_argument("--runs-dir", default="runs", help="where the runs' files and the data cache go")
+    local.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="the local folder that stands for a claim the spec reads from (baseModel, dataset, predict); "
+        "unmapped claims are RUNS_DIR/claims/NAME (repeatable)",
+    )
     local.add_argument(
         "--pushgateway",
         metavar="URL",

@@ -84,3 +84,27 @@ def test_the_result_names_the_model_card_only_when_the_trainer_wrote_one(tmp_pat
     assert result(ExitCode.RELEASE_CRITERIA_NOT_MET) == [
         f"mnist-operator: ReleaseCriteriaNotMet: {reason.description} (trainer log: {log})"
     ]
+
+
+def test_local_claims_are_folders_and_a_named_training_is_in_runs(tmp_path: Path) -> None:
+    from mnist_api import TrainerConfig
+    from mnist_operator.cli import claim_folders
+    from mnist_operator.local import local_environment
+
+    runs = tmp_path / "runs"
+    chain = load_manifest_file(str(SAMPLE.with_name("mnist-evaluate.yaml")))
+    evaluate = as_local_run(chain[1], runs, io.StringIO())
+    config = TrainerConfig.from_env(local_environment(evaluate, runs, None))
+    assert config.base_model_path == f"{runs.resolve()}/default/mnist-convnet/model.keras"
+
+    predict = sample(
+        "spec.task=predict",
+        "spec.baseModel={claimName: models, path: a/model.keras}",
+        "spec.predict={claimName: digits, path: batch-1}",
+        "spec.dataset={claimName: images}",
+    )
+    folders = claim_folders([f"models={tmp_path / 'm'}"])
+    config = TrainerConfig.from_env(local_environment(predict, runs, None, folders))
+    assert config.base_model_path == f"{(tmp_path / 'm').resolve()}/a/model.keras"
+    assert config.predict_dir == f"{runs.resolve()}/claims/digits/batch-1"
+    assert config.dataset_dir == f"{runs.resolve()}/claims/images"
