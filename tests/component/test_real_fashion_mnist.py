@@ -14,10 +14,15 @@ from tests.support.servers import Pushgateway, serve_directory
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
+# The real-data gate (issue 14 item 9): the seeds' convnet with the spec's defaults (adam, lr 0.001,
+# batch 64) passes 0.90 test accuracy after 6 epochs on genuine Fashion-MNIST (0.906 with seed 7;
+# 0.90 sits near this small model's plateau: docs/benchmarks.md), so 7 epochs leave a margin. A smaller
+# validation split keeps more images for training, as a user tuning for accuracy would.
+EPOCHS = 7
+
+
 @pytest.mark.slow
-def test_convnet_reaches_85_percent_on_real_fashion_mnist_in_two_epochs(
-    tmp_path: Path, pushgateway: Pushgateway
-) -> None:
+def test_convnet_reaches_90_percent_on_real_fashion_mnist(tmp_path: Path, pushgateway: Pushgateway) -> None:
     if not FASHION.is_dir():
         if os.environ.get("CI"):
             pytest.fail("dataset-fashion-mnist is not installed: .ci/run must apt-get install it")
@@ -31,8 +36,9 @@ def test_convnet_reaches_85_percent_on_real_fashion_mnist_in_two_epochs(
             MNIST_DATASET="fashion-mnist",
             MNIST_DATASET_URL=mirror.url,
             MNIST_DATASET_SHA256=json.dumps(sums),
-            MNIST_EPOCHS="2",
-            MNIST_BATCH_SIZE="128",
+            MNIST_EPOCHS=str(EPOCHS),
+            MNIST_BATCH_SIZE="64",
+            MNIST_VALIDATION_SPLIT="0.05",
             MNIST_PUSHGATEWAY_URL=pushgateway.url,
         )
         run = run_trainer(env, timeout=900)
@@ -41,11 +47,13 @@ def test_convnet_reaches_85_percent_on_real_fashion_mnist_in_two_epochs(
     print(
         "\n"
         + "\n".join(
-            line for line in run.stdout.splitlines() if re.search(r"epoch \d/2  loss|test:|data:", line)
+            line
+            for line in run.stdout.splitlines()
+            if re.search(rf"epoch \d/{EPOCHS}  loss|test:|data:", line)
         )
     )
-    assert report["test"]["accuracy"] >= 0.85
-    assert [e["epoch"] for e in report["history"]] == [1, 2]
+    assert report["test"]["accuracy"] >= 0.90
+    assert [e["epoch"] for e in report["history"]] == list(range(1, EPOCHS + 1))
     assert report["model"]["parameters"] == 104_202
     # The model card, with Fashion-MNIST's class names rather than bare labels.
     card = Path(report["modelCard"]["file"]).read_text(encoding="utf-8")
