@@ -28,7 +28,7 @@ from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_saved_model
 from .inputs import Splits, split_train_validation, to_dataset
 from .metrics_push import TrainTestExporter
-from .models import build_model, make_optimizer
+from .models import build_model, loss_for, make_optimizer
 from .release import ModelFigures, release_failures
 from .run_state import best_value, write_json_atomically
 from .safe_stop import SafeStop
@@ -106,11 +106,12 @@ def fetch_data(config: TrainerConfig, seed: int, stops: StopRequests) -> Images:
 
 # -- build -------------------------------------------------------------------------------------------
 def build_compiled_model(config: TrainerConfig) -> keras.Model:
-    """The spec's model from the zoo, compiled with the spec's optimizer and learning rate."""
+    """The spec's model from the zoo, compiled with its loss and the spec's optimizer and learning rate."""
     model = build_model(config.model)
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=loss_for(config.model),
+        # Keras picks sparse categorical accuracy from the shapes: argmax of any per-class scores.
         metrics=["accuracy"],
     )
     log.info("model: %s, %s parameters", model.name, f"{model.count_params():,}")

@@ -1,14 +1,43 @@
-"""The capsule layers against a NumPy transcription of the paper, and the margin loss on hand-computed
-values."""
+"""The zoo's capsule network and its margin loss: the layers against a NumPy transcription of the paper,
+the loss on hand-computed values, and one short training through the pipeline's compile."""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from mnist_api.env import TrainerConfig
 from mnist_trainer.capsules import MarginLoss, RoutingCapsules, squash
+from mnist_trainer.models import build_model, loss_for
+from mnist_trainer.pipeline import build_compiled_model
+from tests.support.mnist_data import synthetic_mnist
 
 Floats = npt.NDArray[np.float64]
+
+
+def test_capsnet_is_the_half_width_net_without_decoder() -> None:
+    model = build_model("capsnet")
+    # conv 9x9x1x128 + 128, primary 9x9x128x128 + 128, routing 576 capsules x 10 x 16 x 8
+    assert model.count_params() == 10_496 + 1_327_232 + 737_280 == 2_075_008
+    assert tuple(model.input_shape) == (None, 28, 28)
+    assert tuple(model.output_shape) == (None, 10)
+    assert tuple(build_model("capsnet", 3).output_shape) == (None, 3)
+
+
+def test_each_model_names_its_loss() -> None:
+    margin = loss_for("capsnet")
+    assert isinstance(margin, MarginLoss)
+    assert (margin.m_plus, margin.m_minus, margin.down_weight) == (0.9, 0.1, 0.5)
+    assert loss_for("capsnet") is not margin, "a fresh loss per compiled model"
+    assert loss_for("convnet") == loss_for("mlp") == "sparse_categorical_crossentropy"
+    with pytest.raises(ValueError, match="capsnet, convnet, mlp"):
+        loss_for("resnet")
 
 
 def test_squash_keeps_the_direction_and_maps_length_s_to_s2_over_1_plus_s2() -> None:
@@ -63,3 +92,68 @@ def test_margin_loss_round_trips_through_keras_serialization() -> None:
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(restored, MarginLoss)
     assert (restored.m_plus, restored.m_minus, restored.down_weight) == (0.8, 0.2, 0.25)
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: keras.Model
+    x: npt.NDArray[np.float32]
+    y: npt.NDArray[np.uint8]
+    before: dict[str, float]
+    after: dict[str, float]
+    saved: Path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    """One epoch of 320 synthetic images at batch 16 (20 Adam steps), compiled as the pipeline does."""
+    keras.utils.set_random_seed(0)
+    folder = tmp_path_factory.mktemp("capsnet")
+    config = TrainerConfig(
+        namespace="default",
+        name="capsnet",
+        uid="0",
+        dataset="mnist",
+        data_dir=str(folder),
+        output_dir=str(folder),
+        model="capsnet",
+        epochs=1,
+        batch_size=16,
+        learning_rate=0.001,
+        optimizer="adam",
+        validation_split=0.0,
+        export_formats=["keras"],
+    )
+    model = build_compiled_model(config)
+    data = synthetic_mnist(n_train=320, n_test=0, seed=1)
+    x, y = data["x_train"].astype(np.float32), data["y_train"]
+    before = model.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    model.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0)
+    after = model.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    saved = folder / "model.keras"
+    model.save(saved)  # after fit: the file holds Adam's moments too, as the trainer's export does
+    yield Trained(model, x, y, before, after, saved)
+    keras.backend.clear_session()
+
+
+def test_one_short_epoch_lowers_the_margin_loss(trained: Trained) -> None:
+    assert set(trained.after) == {"loss", "accuracy"}
+    assert trained.after["loss"] < 0.5 * trained.before["loss"], (trained.before, trained.after)
+    assert trained.after["accuracy"] > 0.5, "capsule lengths argmax to the class"
+    predicted = np.argmax(trained.model.predict(trained.x, verbose=0), axis=1)
+    assert np.mean(predicted == trained.y) == pytest.approx(trained.after["accuracy"], abs=1e-6)
+
+
+def test_trained_capsnet_file_fits_the_seeds_30_mb(trained: Trained) -> None:
+    size_mb = os.path.getsize(trained.saved) / 1e6
+    assert 20 < size_mb < 30, size_mb  # ~12 bytes a parameter: the weights and Adam's two moments
+
+
+def test_saved_capsnet_loads_without_custom_objects_and_predicts_the_same(trained: Trained) -> None:
+    loaded: Any = keras.models.load_model(trained.saved)
+    np.testing.assert_array_equal(
+        loaded.predict(trained.x[:64], verbose=0), trained.model.predict(trained.x[:64], verbose=0)
+    )
+    assert isinstance(loaded.loss, MarginLoss)
+    results = loaded.evaluate(trained.x, trained.y, batch_size=64, return_dict=True, verbose=0)
+    assert results == pytest.approx(trained.after)
