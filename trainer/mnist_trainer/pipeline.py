@@ -29,7 +29,7 @@ from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_onnx, export_saved_model, export_tflite
 from .inputs import Splits, split_train_validation, to_dataset
 from .metrics_push import TrainTestExporter
-from .models import build_model, make_optimizer
+from .models import ZOO, build_model, loss_for, make_optimizer
 from .release import ModelFigures, release_failures
 from .run_state import best_value, write_json_atomically
 from .safe_stop import SafeStop
@@ -200,18 +200,20 @@ def fetch_data(config: TrainerConfig, seed: int, stops: StopRequests) -> Images:
 
 # -- build -------------------------------------------------------------------------------------------
 def build_compiled_model(config: TrainerConfig) -> keras.Model:
-    """The spec's model from the zoo, or the base model (fine-tuning: its weights and loss, trained on
-    with the spec's optimizer and learning rate), compiled with the spec's optimizer and learning rate."""
+    """The spec's model from the zoo with its loss, or the base model (fine-tuning: its weights and loss,
+    trained on), compiled with the spec's optimizer and learning rate."""
     if config.base_model_path is not None:
         model = load_base_model(config)
-        loss = model.loss or "sparse_categorical_crossentropy"
+        # The loss it was trained with, saved in the file; the zoo's for its architecture otherwise.
+        loss = model.loss or loss_for(model.name if model.name in ZOO else "convnet")
         log.info("fine-tuning %s for %d more epochs", config.base_model_path, config.epochs)
     else:
         model = build_model(config.model)
-        loss = "sparse_categorical_crossentropy"
+        loss = loss_for(config.model)
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
         loss=loss,
+        # Keras picks sparse categorical accuracy from the shapes: argmax of any per-class scores.
         metrics=["accuracy"],
     )
     log.info("model: %s, %s parameters", model.name, f"{model.count_params():,}")

@@ -16,7 +16,7 @@ def test_models_take_raw_28x28_images_and_output_ten_probabilities() -> None:
 
 
 def test_unknown_model_lists_the_zoo() -> None:
-    with pytest.raises(ValueError, match="convnet, mlp"):
+    with pytest.raises(ValueError, match="capsnet, convnet, mlp"):
         build_model("resnet")
 
 
