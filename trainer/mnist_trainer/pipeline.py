@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,13 +22,14 @@ from mnist_api.layout import RunPaths, dataset_cache_dir
 from mnist_api.spec import ReleaseCriteriaSpec
 
 from .callbacks import TrainingCallbacks, training_callbacks
-from .datasets import Array, FetchPolicy, load_dataset
+from .datasets import DIGIT_CLASSES, Array, FetchPolicy, MnistData, load_dataset
 from .errors import ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_saved_model
+from .image_folder import is_archive_url, load_image_folder_dataset
 from .inputs import Splits, split_train_validation, to_dataset
 from .metrics_push import TrainTestExporter
-from .models import build_model, make_optimizer
+from .models import NUM_CLASSES, build_model, make_optimizer
 from .release import ModelFigures, release_failures
 from .run_state import best_value, write_json_atomically
 from .safe_stop import SafeStop
@@ -51,7 +52,7 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopR
     _log_start(config, seed)
     with _timed(timings, "fetch_seconds"):
         images = fetch_data(config, seed, stops)
-    model = build_compiled_model(config)
+    model = build_compiled_model(config, num_classes=len(images.class_names))
     with _timed(timings, "train_seconds"):
         callbacks = train_model(model, images, config, seed=seed, paths=paths, environ=environ, stops=stops)
     model = best_checkpoint(model, paths, callbacks)
@@ -64,7 +65,15 @@ def run_training(config: TrainerConfig, environ: Mapping[str, str], stops: StopR
     failures = unmet_release_criteria(config.release_criteria, result, exported)
     timings["total_seconds"] = time.monotonic() - started
     report = write_report(
-        config, paths, model, callbacks, result, exported=exported, failures=failures, timings=timings
+        config,
+        paths,
+        model,
+        callbacks,
+        result,
+        exported=exported,
+        failures=failures,
+        timings=timings,
+        class_names=images.class_names,
     )
     if failures:
         raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
@@ -86,28 +95,40 @@ class Images:
     splits: Splits
     x_test: Array
     y_test: Array
+    class_names: tuple[str, ...] = DIGIT_CLASSES
+    """Label ``i`` is ``class_names[i]``; the model has one output per name."""
 
 
 def fetch_data(config: TrainerConfig, seed: int, stops: StopRequests) -> Images:
     """The dataset from the volume's cache or downloaded and checked, split by the run's seed."""
-    policy = FetchPolicy(attempts=config.download_attempts, backoff_seconds=config.download_backoff_seconds)
-    cache = Path(dataset_cache_dir(PurePosixPath(config.data_dir), config.dataset))
-    with stops.at_once():  # downloads may wait on the network for long, and run no TensorFlow
-        data = load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
+    with stops.at_once():  # downloads and image decoding may take long, and run no TensorFlow
+        data = load_data(config)
     splits = split_train_validation(data, config.validation_split, seed)
     log.info(
-        "data: %d train, %d validation, %d test images",
+        "data: %d train, %d validation, %d test images of %d classes",
         len(splits.x_train),
         len(splits.x_val),
         len(data.x_test),
+        len(data.class_names),
     )
-    return Images(splits, data.x_test, data.y_test)
+    return Images(splits, data.x_test, data.y_test, data.class_names)
+
+
+def load_data(config: TrainerConfig) -> MnistData:
+    """The run's dataset: an image folder when it is mounted (``dataset_dir``) or its URL names an
+    archive; the idx or npz files of ``config.dataset`` otherwise."""
+    policy = FetchPolicy(attempts=config.download_attempts, backoff_seconds=config.download_backoff_seconds)
+    cache = Path(dataset_cache_dir(PurePosixPath(config.data_dir), config.dataset))
+    if config.dataset_dir is not None or is_archive_url(config.dataset_url):
+        folder = Path(config.dataset_dir) if config.dataset_dir is not None else None
+        return load_image_folder_dataset(config.dataset_url, folder, cache, config.dataset_sha256, policy)
+    return load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
 
 
 # -- build -------------------------------------------------------------------------------------------
-def build_compiled_model(config: TrainerConfig) -> keras.Model:
+def build_compiled_model(config: TrainerConfig, num_classes: int = NUM_CLASSES) -> keras.Model:
     """The spec's model from the zoo, compiled with the spec's optimizer and learning rate."""
-    model = build_model(config.model)
+    model = build_model(config.model, num_classes)
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -189,7 +210,7 @@ def evaluate_model(
         [SafeStop(stops), *([metrics_push] if metrics_push else [])],
     )
     if metrics_push is not None:
-        metrics_push.push_class_accuracy(result.per_class_accuracy)
+        metrics_push.push_class_accuracy(result.per_class_accuracy, images.class_names)
     log.info(
         "test: loss %.4f  accuracy %.4f  (%.1fs; worst class %d at %.4f; %.2f ms per image)",
         result.loss,
@@ -243,6 +264,7 @@ def write_report(
     exported: ExportedModel,
     failures: list[str],
     timings: dict[str, float],
+    class_names: Sequence[str] = DIGIT_CLASSES,
 ) -> dict[str, Any]:
     """Write metrics.json, the run's one record of what it did, and return what it holds."""
     metrics_push = callbacks.metrics_push
@@ -253,6 +275,8 @@ def write_report(
         "config": config.model_dump(mode="json"),
         "history": callbacks.run_state.history,
         "epochs": len(callbacks.run_state.history),
+        # perClassAccuracy's keys are label indexes, as the metrics' class label; this maps them to names.
+        "classNames": list(class_names),
         "test": {
             "loss": result.loss,
             "accuracy": result.accuracy,
