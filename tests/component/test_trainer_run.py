@@ -89,8 +89,11 @@ def test_every_seeds_metric_is_pushed_with_sane_values(finished_run: tuple[Any, 
     assert 0.5 < gauge(group, "gangplank_train_val_accuracy") <= 1.0
     report = run.metrics_json()
     assert gauge(group, "gangplank_test_accuracy") == pytest.approx(report["test"]["accuracy"])
+    assert report["classNames"] == [str(digit) for digit in range(10)]
     for digit in range(10):
-        assert gauge(group, "gangplank_test_class_accuracy", **{"class": str(digit)}) == pytest.approx(
+        # class is the label index; class_name the dataset's name for it, the digit itself for MNIST.
+        labels = {"class": str(digit), "class_name": str(digit)}
+        assert gauge(group, "gangplank_test_class_accuracy", **labels) == pytest.approx(
             report["test"]["perClassAccuracy"][str(digit)]
         )
 

@@ -65,6 +65,24 @@ MIRROR_HINT: Final = (
 )
 _CHUNK: Final = 1 << 20
 
+# Class names by label index. The idx and npz files carry only the indexes; these are the names their
+# publishers give them (Zalando's README for Fashion-MNIST), so reports and predictions can say "Sneaker"
+# rather than "7". Metrics keep the index as their ``class`` label (docs/metrics.md says why).
+DIGIT_CLASSES: Final = tuple(str(digit) for digit in range(10))
+FASHION_CLASSES: Final = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CLASS_NAMES: Final[dict[str, tuple[str, ...]]] = {"mnist": DIGIT_CLASSES, "fashion-mnist": FASHION_CLASSES}
+
 Array = npt.NDArray[np.uint8]
 
 
@@ -74,6 +92,8 @@ class MnistData:
     y_train: Array
     x_test: Array
     y_test: Array
+    class_names: tuple[str, ...] = DIGIT_CLASSES
+    """Label ``i`` is ``class_names[i]``."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +122,10 @@ def load_dataset(
     sha256_overrides: Mapping[str, str],
     policy: FetchPolicy,
 ) -> MnistData:
-    """Fetch (or reuse from the cache) and parse one dataset."""
+    """Fetch (or reuse from the cache) and parse one dataset of idx or npz files (image folders:
+    ``image_folder.load_image_folder_dataset``)."""
     source = url or DEFAULT_URLS[dataset]
+    class_names = CLASS_NAMES.get(dataset, DIGIT_CLASSES)
     builtin = BUILTIN_SHA256.get(dataset, {})
     paths = {}
     for name in files_for(source):
@@ -111,11 +133,11 @@ def load_dataset(
         paths[name] = fetch_file(file_url(source, name), cache_dir / name, expected, policy)
     try:
         if len(paths) == 1:
-            return _parse_npz(next(iter(paths.values())))
-        arrays = [parse_idx(paths[name].read_bytes()) for name in IDX_FILES]
+            return _parse_npz(next(iter(paths.values())), class_names)
+        x_train, y_train, x_test, y_test = (parse_idx(paths[name].read_bytes()) for name in IDX_FILES)
     except IdxFormatError as error:
         raise DataInvalidError(f"dataset files from {source} are not valid idx data: {error}") from None
-    return _checked(MnistData(*arrays), source)
+    return _checked(MnistData(x_train, y_train, x_test, y_test, class_names), source)
 
 
 def fetch_file(url: str, destination: Path, sha256: str | None, policy: FetchPolicy) -> Path:
@@ -240,13 +262,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _parse_npz(path: Path) -> MnistData:
+def _parse_npz(path: Path, class_names: tuple[str, ...]) -> MnistData:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = [np.asarray(archive[key]) for key in ("x_train", "y_train", "x_test", "y_test")]
+            x_train, y_train, x_test, y_test = (
+                np.asarray(archive[key]) for key in ("x_train", "y_train", "x_test", "y_test")
+            )
     except (KeyError, ValueError, OSError) as error:
         raise DataInvalidError(f"{path.name} is not a Keras MNIST archive: {error}") from None
-    return _checked(MnistData(*arrays), str(path))
+    return _checked(MnistData(x_train, y_train, x_test, y_test, class_names), str(path))
 
 
 def _checked(data: MnistData, source: str) -> MnistData:
@@ -264,6 +288,7 @@ def _checked(data: MnistData, source: str) -> MnistData:
     for labels in (data.y_train, data.y_test):
         if labels.ndim != 1 or labels.min() < 0 or labels.max() > 9:
             raise DataInvalidError(f"{source}: labels must be digits 0-9")
-    return MnistData(
-        *(np.asarray(a, dtype=np.uint8) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+    x_train, y_train, x_test, y_test = (
+        np.asarray(a, dtype=np.uint8) for a in (data.x_train, data.y_train, data.x_test, data.y_test)
     )
+    return MnistData(x_train, y_train, x_test, y_test, data.class_names)

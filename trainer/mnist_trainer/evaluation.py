@@ -49,10 +49,11 @@ def evaluate(
 
 
 def per_class_accuracy(labels: npt.NDArray[Any], predicted: npt.NDArray[Any]) -> dict[int, float]:
-    """Recall per class: of the test images of each digit, the share predicted right."""
+    """Recall per class: of the test images of each class, the share predicted right. Classes without
+    test images (an image folder's testing/ may lack some) are left out."""
     totals = np.bincount(labels, minlength=NUM_CLASSES)
-    hits = np.bincount(labels[labels == predicted], minlength=NUM_CLASSES)
-    return {c: float(hits[c] / totals[c]) for c in range(NUM_CLASSES) if totals[c]}
+    hits = np.bincount(labels[labels == predicted], minlength=len(totals))
+    return {c: float(hits[c] / totals[c]) for c in range(len(totals)) if totals[c]}
 
 
 def confusion_matrix(

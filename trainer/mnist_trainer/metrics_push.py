@@ -109,15 +109,24 @@ class TrainTestExporter(keras.callbacks.Callback):  # type: ignore[misc]
         """Count training time of earlier attempts of this run in ``elapsed_time_seconds``."""
         self._elapsed_offset = seconds
 
-    def push_class_accuracy(self, accuracy_by_class: Mapping[int, float]) -> None:
+    def push_class_accuracy(
+        self, accuracy_by_class: Mapping[int, float], class_names: Sequence[str] | None = None
+    ) -> None:
+        """One sample per class: ``class`` is the label index ("0".."9" for the digits, as ever), and
+        ``class_name`` the dataset's name for it (the digit again, "Sneaker", an image folder's name). The
+        index stays the key so a dashboard keyed on ``class`` reads every dataset alike."""
+
         def push() -> None:
             name = metric_name(self.prefix, TEST_STAGE, TEST_CLASS_ACCURACY)
             gauge = self._gauges.get(name)
             if gauge is None:
-                gauge = Gauge(name, "Test accuracy per class", ["class"], registry=self.registry)
+                gauge = Gauge(
+                    name, "Test accuracy per class", ["class", "class_name"], registry=self.registry
+                )
                 self._gauges[name] = gauge
             for label, value in accuracy_by_class.items():
-                gauge.labels(str(label)).set(value)
+                names = class_names or ()
+                gauge.labels(str(label), names[label] if label < len(names) else str(label)).set(value)
             self._push()
 
         self._guarded(push)

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,13 +23,15 @@ from mnist_api.layout import RunPaths, dataset_cache_dir
 from mnist_api.spec import ReleaseCriteriaSpec, Task
 
 from .callbacks import TrainingCallbacks, metrics_pusher, training_callbacks
-from .datasets import Array, FetchPolicy, load_dataset
+from .datasets import DIGIT_CLASSES, Array, FetchPolicy, MnistData, load_dataset
 from .errors import DataInvalidError, DataUnavailableError, ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_onnx, export_saved_model, export_tflite
+from .image_folder import is_archive_url, load_image_folder_dataset
 from .inputs import Splits, split_train_validation, to_dataset
 from .metrics_push import TrainTestExporter
-from .models import ZOO, build_model, loss_for, make_optimizer
+from .models import NUM_CLASSES, ZOO, build_model, loss_for, make_optimizer
+from .predict import class_names_beside, predict_for_config
 from .release import ModelFigures, release_failures
 from .run_state import best_value, write_json_atomically
 from .safe_stop import SafeStop
@@ -58,7 +60,7 @@ def train_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopReq
     _log_start(config, seed)
     with _timed(timings, "fetch_seconds"):
         images = fetch_data(config, seed, stops)
-    model = build_compiled_model(config)
+    model = build_compiled_model(config, num_classes=len(images.class_names))
     with _timed(timings, "train_seconds"):
         callbacks = train_model(model, images, config, seed=seed, paths=paths, environ=environ, stops=stops)
     model = best_checkpoint(model, paths, callbacks)
@@ -80,9 +82,10 @@ def train_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopReq
         failures=failures,
         timings=timings,
         metrics_push=callbacks.metrics_push,
+        class_names=images.class_names,
     )
     # Before the release verdict raises: a card is most useful for a model that missed a criterion.
-    report = write_model_card(config, paths, report, result)
+    report = write_model_card(config, paths, report, result, class_names=list(images.class_names))
     if failures:
         raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
     return report
@@ -119,6 +122,7 @@ def evaluate_task(config: TrainerConfig, environ: Mapping[str, str], stops: Stop
         failures=failures,
         timings=timings,
         metrics_push=metrics_push,
+        class_names=images.class_names,
     )
     if failures:
         raise ReleaseCriteriaError("release criteria not met: " + "; ".join(failures))
@@ -134,8 +138,10 @@ def predict_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopR
     model = load_base_model(config)
     metrics_push = metrics_pusher(config, environ)
     stops.check()
-    source = _prediction_source(config, stops)
-    predicted = predict_images(model, source, paths, config.batch_size)
+    assert config.base_model_path is not None  # load_base_model refuses a run without one
+    # The names the base model was trained with, from the metrics.json its training wrote beside it.
+    class_names = class_names_beside(Path(config.base_model_path), int(model.output_shape[-1]))
+    predicted = predict_for_config(model, config, paths, class_names=class_names, stops=stops)
     log.info("predicted %d images: %s, %s", predicted, paths.predictions_hdf5, paths.predictions_csv)
     if metrics_push is not None:
         metrics_push.push_predictions(predicted)
@@ -144,6 +150,7 @@ def predict_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopR
         "run": {"namespace": config.namespace, "name": config.name, "uid": config.uid},
         "task": str(config.task),
         "config": config.model_dump(mode="json"),
+        "classNames": list(class_names),
         "predictions": {
             "images": predicted,
             "hdf5": str(paths.predictions_hdf5),
@@ -180,35 +187,47 @@ class Images:
     splits: Splits
     x_test: Array
     y_test: Array
+    class_names: tuple[str, ...] = DIGIT_CLASSES
+    """Label ``i`` is ``class_names[i]``; the model has one output per name."""
 
 
 def fetch_data(config: TrainerConfig, seed: int, stops: StopRequests) -> Images:
     """The dataset from the volume's cache or downloaded and checked, split by the run's seed."""
-    policy = FetchPolicy(attempts=config.download_attempts, backoff_seconds=config.download_backoff_seconds)
-    cache = Path(dataset_cache_dir(PurePosixPath(config.data_dir), config.dataset))
-    with stops.at_once():  # downloads may wait on the network for long, and run no TensorFlow
-        data = load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
+    with stops.at_once():  # downloads and image decoding may take long, and run no TensorFlow
+        data = load_data(config)
     splits = split_train_validation(data, config.validation_split, seed)
     log.info(
-        "data: %d train, %d validation, %d test images",
+        "data: %d train, %d validation, %d test images of %d classes",
         len(splits.x_train),
         len(splits.x_val),
         len(data.x_test),
+        len(data.class_names),
     )
-    return Images(splits, data.x_test, data.y_test)
+    return Images(splits, data.x_test, data.y_test, data.class_names)
+
+
+def load_data(config: TrainerConfig) -> MnistData:
+    """The run's dataset: an image folder when it is mounted (``dataset_dir``) or its URL names an
+    archive; the idx or npz files of ``config.dataset`` otherwise."""
+    policy = FetchPolicy(attempts=config.download_attempts, backoff_seconds=config.download_backoff_seconds)
+    cache = Path(dataset_cache_dir(PurePosixPath(config.data_dir), config.dataset))
+    if config.dataset_dir is not None or is_archive_url(config.dataset_url):
+        folder = Path(config.dataset_dir) if config.dataset_dir is not None else None
+        return load_image_folder_dataset(config.dataset_url, folder, cache, config.dataset_sha256, policy)
+    return load_dataset(config.dataset, config.dataset_url, cache, config.dataset_sha256, policy)
 
 
 # -- build -------------------------------------------------------------------------------------------
-def build_compiled_model(config: TrainerConfig) -> keras.Model:
-    """The spec's model from the zoo with its loss, or the base model (fine-tuning: its weights and loss,
-    trained on), compiled with the spec's optimizer and learning rate."""
+def build_compiled_model(config: TrainerConfig, num_classes: int = NUM_CLASSES) -> keras.Model:
+    """The spec's model from the zoo with its loss, for ``num_classes`` classes, or the base model
+    (fine-tuning: its weights and loss, trained on), compiled with the spec's optimizer and learning rate."""
     if config.base_model_path is not None:
         model = load_base_model(config)
         # The loss it was trained with, saved in the file; the zoo's for its architecture otherwise.
         loss = model.loss or loss_for(model.name if model.name in ZOO else "convnet")
         log.info("fine-tuning %s for %d more epochs", config.base_model_path, config.epochs)
     else:
-        model = build_model(config.model)
+        model = build_model(config.model, num_classes)
         loss = loss_for(config.model)
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
@@ -310,7 +329,7 @@ def evaluate_model(
         [SafeStop(stops), *([metrics_push] if metrics_push else [])],
     )
     if metrics_push is not None:
-        metrics_push.push_class_accuracy(result.per_class_accuracy)
+        metrics_push.push_class_accuracy(result.per_class_accuracy, images.class_names)
     log.info(
         "test: loss %.4f  accuracy %.4f  (%.1fs; worst class %d at %.4f; %.2f ms per image)",
         result.loss,
@@ -387,6 +406,7 @@ def write_report(
     failures: list[str],
     timings: dict[str, float],
     metrics_push: TrainTestExporter | None,
+    class_names: Sequence[str] = DIGIT_CLASSES,
 ) -> dict[str, Any]:
     """Write metrics.json, the run's one record of what it did, and return what it holds."""
     histogram = metrics_push.last_weight_histogram if metrics_push is not None else None
@@ -398,6 +418,8 @@ def write_report(
         "baseModel": config.base_model_path,
         "history": training.history if training else [],
         "epochs": len(training.history) if training else 0,
+        # perClassAccuracy's keys are label indexes, as the metrics' class label; this maps them to names.
+        "classNames": list(class_names),
         "test": {
             "loss": result.loss,
             "accuracy": result.accuracy,
