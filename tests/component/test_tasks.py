@@ -1,15 +1,19 @@
 """The spec's tasks through the trainer as a pod runs it (``python -m mnist_trainer``, env only): train with
-numbered checkpoints, then evaluate that model (gangplank's test.py), fine-tune it, and the readable
-failure of a base model that is not there. Metrics are read back from a real Pushgateway."""
+numbered checkpoints, then evaluate that model (gangplank's test.py), fine-tune it, predict a folder of
+images with it (rmldnn), and the readable failure of a base model that is not there.
+Metrics are read back from a real Pushgateway."""
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
 
+import h5py
 import keras
 import numpy as np
 import numpy.typing as npt
 import pytest
+from PIL import Image
 
 from mnist_api.exit_codes import ExitCode
 from tests.conftest import contract_env, data_mirror_for, run_trainer
@@ -134,3 +138,39 @@ def test_a_base_model_that_is_not_there_fails_with_a_reason(tmp_path: Path) -> N
     run = run_trainer(env)
     assert run.returncode == ExitCode.DATA_UNAVAILABLE, run.stdout + run.stderr
     assert "base model" in run.stdout and "does not exist" in run.stdout
+
+
+def test_predict_classifies_a_folder_with_the_saved_model_and_pushes_the_count(
+    trained: dict[str, Any], gateway: Pushgateway, synthetic_arrays: dict[str, npt.NDArray[np.uint8]]
+) -> None:
+    root: Path = trained["root"] / "predict"
+    images = root / "claims" / "digits" / "batch-1"
+    images.mkdir(parents=True)
+    x_test = synthetic_arrays["x_test"][:12]
+    for k, image in enumerate(x_test):
+        Image.fromarray(image).save(images / f"scan_{k:02d}.png")
+    env = contract_env(
+        root,
+        None,
+        MNIST_NAME="scans",
+        MNIST_UID="uid-scans",
+        MNIST_TASK="predict",
+        MNIST_BASE_MODEL_PATH=str(trained["run_dir"] / "model.keras"),
+        MNIST_PREDICT_DIR=str(images),
+        MNIST_PUSHGATEWAY_URL=gateway.url,
+    )
+    run = run_trainer(env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    run_dir = root / "output" / "default" / "scans"
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert report["task"] == "predict" and report["predictions"]["images"] == 12
+    expected = np.argmax(
+        keras.models.load_model(trained["run_dir"] / "model.keras").predict(x_test, verbose=0), 1
+    )
+    with h5py.File(run_dir / "predictions" / "output_1.h5", "r") as predictions:
+        # The seed's own loop: one (10,) dataset per image, in file order.
+        assert [int(np.argmax(predictions[name][()])) for name in predictions] == list(expected)
+    with (run_dir / "predictions" / "predictions.csv").open() as rows:
+        table = list(csv.DictReader(rows))
+    assert [row["file"] for row in table] == [f"scan_{k:02d}.png" for k in range(12)]
+    assert _gauge(_group(gateway, "scans"), "gangplank_predict_images") == 12

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mnist_api.env import EnvContractError, TrainerConfig
 from mnist_api.exit_codes import ExitCode
@@ -72,13 +73,19 @@ def main() -> int:
     except Interrupted as stop:
         log.warning("stopped by %s; the next attempt resumes from the last finished epoch", stop)
         return ExitCode.INTERRUPTED
-    log.info(
-        "done: test accuracy %.4f after %d epochs in %.1fs",
-        report["test"]["accuracy"],
-        report["epochs"],
-        report["timings"]["total_seconds"],
-    )
+    log.info("done: %s", summary(report))
     return ExitCode.SUCCESS
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The last line of a successful run's log, by task."""
+    seconds = report["timings"]["total_seconds"]
+    if report.get("task") == "predict":
+        return f"predicted {report['predictions']['images']} images in {seconds:.1f}s"
+    accuracy = report["test"]["accuracy"]
+    if report.get("task") == "evaluate":
+        return f"test accuracy {accuracy:.4f} of {report['baseModel']} in {seconds:.1f}s"
+    return f"test accuracy {accuracy:.4f} after {report['epochs']} epochs in {seconds:.1f}s"
 
 
 if __name__ == "__main__":
