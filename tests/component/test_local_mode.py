@@ -84,10 +84,12 @@ def test_quiet_prints_only_the_final_row_and_the_result(tmp_path: Path, data_mir
     done = run_local(local_args(data_mirror, "-q", "--set", "spec.model=mlp", epochs=1), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     run_dir = tmp_path / "runs" / "default" / "mnist-convnet"
-    header, row, result = done.stdout.splitlines()  # nothing else: no live rows, no log path, no notices
+    # Nothing else: no live rows, no log path, no notices.
+    header, row, result, card = done.stdout.splitlines()
     assert header.split() == ["NAME", "PHASE", "EPOCH", "ACCURACY", "VAL-ACC", "LOSS", "AGE"]
     assert row.split()[:3] == ["mnist-convnet", "Succeeded", "1/1"] and len(row.split()) == 7, row
     assert result == f"mnist-operator: model and metrics.json in {run_dir}"
+    assert card == f"mnist-operator: model card: {run_dir / 'model_card' / 'mnist_model_card.md'}"
     assert done.stderr == ""
     assert "epoch 1/1  loss" in (run_dir / "trainer.log").read_text()  # the log is still written
 
