@@ -35,6 +35,7 @@ from mnist_api import ExitCode, MnistTraining, RunPaths, describe_exit_code
 from mnist_api.env import trainer_config
 from mnist_api.layout import BASE_MODEL_MOUNT_PATH, DATASET_MOUNT_PATH, PREDICT_INPUT_MOUNT_PATH
 from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
+from mnist_api.spec import Task
 
 from . import printer
 from .clock import utc_now
@@ -416,6 +417,20 @@ def result_lines(
         return [f"mnist-operator: {reason.reason}: {detail} (trainer log: {log_path})"]
     meta = training.metadata
     paths = RunPaths(PurePosixPath(env["MNIST_OUTPUT_DIR"]), meta.namespace, meta.name, meta.uid or LOCAL_UID)
+    task = training.spec.task
+    if task == Task.EVALUATE:
+        test = _read_json(Path(str(paths.metrics_json))).get("test") or {}
+        return [
+            f"mnist-operator: test accuracy {test.get('accuracy', float('nan')):.4f}, loss "
+            f"{test.get('loss', float('nan')):.4f} of {env.get('MNIST_BASE_MODEL_PATH')}; metrics.json in "
+            f"{paths.run_dir}"
+        ]
+    if task == Task.PREDICT:
+        predictions = _read_json(Path(str(paths.metrics_json))).get("predictions") or {}
+        return [
+            f"mnist-operator: {predictions.get('images', 0)} images predicted: {paths.predictions_hdf5} "
+            f"and {paths.predictions_csv}"
+        ]
     lines = [f"mnist-operator: model and metrics.json in {paths.run_dir}"]
     # Only when the trainer wrote one: spec.output.modelCard may be false (and older trainers write none).
     if Path(str(paths.model_card)).is_file():

@@ -86,6 +86,24 @@ def test_the_result_names_the_model_card_only_when_the_trainer_wrote_one(tmp_pat
     ]
 
 
+def test_an_evaluation_and_a_prediction_end_on_their_own_figures(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    env = {"MNIST_OUTPUT_DIR": str(runs), "MNIST_BASE_MODEL_PATH": "/m/model.keras"}
+    evaluate = sample("spec.task=evaluate", "spec.baseModel={training: digits}")
+    run_dir = runs / "default" / "mnist-convnet"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text('{"test": {"accuracy": 0.98765, "loss": 0.04321}}')
+    assert result_lines(evaluate, env, 0, interrupted=False, errors=[], log_path=run_dir / "log") == [
+        f"mnist-operator: test accuracy 0.9877, loss 0.0432 of /m/model.keras; metrics.json in {run_dir}"
+    ]
+    predict = sample("spec.task=predict", "spec.baseModel={training: digits}", "spec.predict={claimName: in}")
+    (run_dir / "metrics.json").write_text('{"predictions": {"images": 10}}')
+    predictions = run_dir / "predictions"
+    assert result_lines(predict, env, 0, interrupted=False, errors=[], log_path=run_dir / "log") == [
+        f"mnist-operator: 10 images predicted: {predictions}/output_1.h5 and {predictions}/predictions.csv"
+    ]
+
+
 def test_local_claims_are_folders_and_a_named_training_is_in_runs(tmp_path: Path) -> None:
     from mnist_api import TrainerConfig
     from mnist_operator.cli import claim_folders
