@@ -32,40 +32,66 @@ class StatusModel(BaseModel):
 class Condition(StatusModel):
     """A Kubernetes-style condition; each type appears at most once and says its own status."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field("", max_length=32768)
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
+    type: str = Field(
+        description="Created, Running, Succeeded, Failed, Suspended, MetricsAvailable or ModelPersistent."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="Whether the condition holds now.")
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        description="Why, in one CamelCase word (e.g. Completed, DataUnavailable, PushgatewayUnreachable).",
+    )
+    message: str = Field("", max_length=32768, description="Why, in a sentence a person can act on.")
+    last_transition_time: str | None = Field(
+        None, description="When status last changed (RFC 3339); unchanged while status stays the same."
+    )
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation of the spec this condition was computed from."
+    )
 
 
 class MnistTrainingStatus(StatusModel):
-    phase: Phase | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    epoch: int | None = Field(None, description="Finished epochs.")
-    epochs: int | None = Field(None, description="Epochs the spec asks for.")
+    phase: Phase | None = Field(
+        None, description="Pending, Running, Succeeded, Failed or Suspended: the Phase column."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="The training's conditions, one per type (see Condition)."
+    )
+    epoch: int | None = Field(None, description="Finished epochs, as the trainer last pushed them.")
+    epochs: int | None = Field(None, description="Epochs the spec asks for (task train only).")
     progress: str | None = Field(
         None,
         description="Finished/total epochs, e.g. 3/12 (the Epoch column); unset for evaluate and predict.",
     )
-    accuracy: float | None = None
-    loss: float | None = None
-    val_accuracy: float | None = None
-    val_loss: float | None = None
-    test_accuracy: float | None = None
-    test_loss: float | None = None
-    elapsed_seconds: float | None = None
-    model_parameters: int | None = None
-    model_path: str | None = None
+    accuracy: float | None = Field(None, description="Training accuracy of the last finished epoch.")
+    loss: float | None = Field(None, description="Training loss of the last finished epoch.")
+    val_accuracy: float | None = Field(None, description="Validation accuracy of the last finished epoch.")
+    val_loss: float | None = Field(None, description="Validation loss of the last finished epoch.")
+    test_accuracy: float | None = Field(
+        None, description="Accuracy on the dataset's test set, after training (or of the evaluated model)."
+    )
+    test_loss: float | None = Field(None, description="Loss on the dataset's test set.")
+    elapsed_seconds: float | None = Field(
+        None, description="Seconds spent training so far, across retries of the run."
+    )
+    model_parameters: int | None = Field(None, description="Number of weights in the model.")
+    model_path: str | None = Field(
+        None,
+        description="Where the trained model.keras is, as pvc://<claim>/<namespace>/<name>/model.keras, once a "
+        "training with output.claimName has succeeded.",
+    )
     predicted_images: int | None = Field(None, description="Images classified so far (task predict).")
     predictions_path: str | None = Field(
         None, description="Where the predictions went (task predict): the HDF5 and CSV files' folder."
     )
-    job_name: str | None = None
-    pod_name: str | None = None
-    attempts: int | None = None
-    start_time: str | None = None
-    completion_time: str | None = None
-    observed_generation: int | None = None
-    message: str | None = None
+    job_name: str | None = Field(None, description="The batch/v1 Job that runs the trainer.")
+    pod_name: str | None = Field(None, description="The Job's latest trainer pod (kubectl logs reads it).")
+    attempts: int | None = Field(
+        None, description="Trainer pods started so far: failed ones plus the running or finished one."
+    )
+    start_time: str | None = Field(None, description="When the Job started (RFC 3339).")
+    completion_time: str | None = Field(None, description="When the Job succeeded or failed (RFC 3339).")
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation of the spec this status was computed from."
+    )
+    message: str | None = Field(None, description="What is happening, or what went wrong, in a sentence.")

@@ -81,3 +81,20 @@ def test_printer_columns_and_names() -> None:
     assert crd["spec"]["names"]["shortNames"] and crd["spec"]["names"]["categories"]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert status["properties"]["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_kubectl_explain_describes_every_status_field() -> None:
+    status = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    undescribed: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for name, prop in (node.get("properties") or {}).items():
+            if not prop.get("description"):
+                undescribed.append(f"{path}.{name}")
+            walk(prop, f"{path}.{name}")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+
+    walk(status, "status")
+    assert not undescribed, f"no description for kubectl explain: {undescribed}"
+    assert status["properties"]["conditions"]["items"]["properties"]["reason"]["description"]
