@@ -29,6 +29,8 @@ METRICS_FILE: Final = "metrics.json"
 BEST_CHECKPOINT_FILE: Final = "checkpoints/best.keras"
 EPOCH_CHECKPOINT_FILE: Final = "checkpoints/epoch-{epoch:04d}.keras"
 """output.checkpointInterval's numbered checkpoints; the number is the finished epoch, from 1."""
+TENSORBOARD_DIR: Final = "tensorboard"
+"""TensorBoard event files, one run folder per uid: ``tensorboard --logdir`` the training's folder."""
 MODEL_CARD_DIR: Final = "model_card"
 MODEL_CARD_FILE: Final = "model_card/mnist_model_card.md"
 """The seeds' names (mnist-pipeline-usage.md), plots included, so their readers find them."""
@@ -83,6 +85,11 @@ class RunPaths:
 
     def epoch_checkpoint(self, epoch: int) -> PurePosixPath:
         return self.run_dir / EPOCH_CHECKPOINT_FILE.format(epoch=epoch)
+
+    @property
+    def tensorboard(self) -> PurePosixPath:
+        """This run's TensorBoard log folder (Keras writes train/ and validation/ below it)."""
+        return self.run_dir / TENSORBOARD_DIR / self.uid
 
     @property
     def model_card(self) -> PurePosixPath:

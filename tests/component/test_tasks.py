@@ -174,3 +174,19 @@ def test_predict_classifies_a_folder_with_the_saved_model_and_pushes_the_count(
         table = list(csv.DictReader(rows))
     assert [row["file"] for row in table] == [f"scan_{k:02d}.png" for k in range(12)]
     assert _gauge(_group(gateway, "scans"), "gangplank_predict_images") == 12
+
+
+def test_tensorboard_event_files_hold_every_epochs_loss(trained: dict[str, Any]) -> None:
+    # Read back with TensorBoard's own reader, as `tensorboard --logdir` would.
+    from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    run = trained["run_dir"] / "tensorboard" / "uid-1"
+    history = trained["report"]["history"]
+    for folder, key in (("train", "loss"), ("validation", "val_loss")):
+        events = EventAccumulator(str(run / folder), size_guidance={TENSORS: 0})
+        events.Reload()
+        losses = {e.step: float(make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_loss")}
+        assert sorted(losses) == [epoch - 1 for epoch in range(1, len(history) + 1)], folder
+        for step, value in losses.items():
+            assert value == pytest.approx(history[step][key], rel=1e-4), (folder, step)

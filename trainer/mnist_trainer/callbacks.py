@@ -83,6 +83,13 @@ def training_callbacks(
         ),
         progress,
     ]
+    # TensorBoard's curves, per epoch only: no graph, no histograms, no profiling, which would cost time
+    # every step. A retried attempt appends to the same run folder at the right epoch numbers.
+    in_order.append(
+        keras.callbacks.TensorBoard(
+            str(paths.tensorboard), histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0
+        )
+    )
     if config.checkpoint_interval is not None:
         in_order.append(EpochCheckpoints(paths, config.checkpoint_interval))
     if config.early_stopping is not None:
