@@ -22,22 +22,9 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from mnist_api.layout import MODEL_CARD_FILE, PLOT_FILES, PLOTS_DIR
 
-__all__ = ["FASHION_MNIST_CLASSES", "ModelCardFiles", "known_class_names", "write_card"]
+__all__ = ["ModelCardFiles", "write_card"]
 
 TRAINING_LOSS_PNG, TRAINING_ACCURACY_PNG, CONFUSION_MATRIX_PNG, PER_CLASS_ACCURACY_PNG = PLOT_FILES
-FASHION_MNIST_CLASSES: Final = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
-"""Zalando's names for labels 0-9 (the dataset's README); MNIST's classes are their own digits."""
 DPI: Final = 100
 MAX_ANNOTATED_CLASSES: Final = 30  # beyond this the counts would be too small to read: colours only
 EXPORT_KINDS: Final = {
@@ -62,11 +49,6 @@ class ModelCardFiles:
 
     card: Path
     plots: list[Path]
-
-
-def known_class_names(dataset: str) -> list[str] | None:
-    """Names of a built-in dataset's classes when they are not simply its labels; None otherwise."""
-    return list(FASHION_MNIST_CLASSES) if dataset == "fashion-mnist" else None
 
 
 def write_card(

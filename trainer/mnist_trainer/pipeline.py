@@ -23,7 +23,7 @@ from mnist_api.layout import RunPaths, dataset_cache_dir
 from mnist_api.spec import ReleaseCriteriaSpec, Task
 
 from .callbacks import TrainingCallbacks, metrics_pusher, training_callbacks
-from .datasets import DIGIT_CLASSES, Array, FetchPolicy, MnistData, load_dataset
+from .datasets import CLASS_NAMES, DIGIT_CLASSES, Array, FetchPolicy, MnistData, load_dataset
 from .errors import DataInvalidError, DataUnavailableError, ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_onnx, export_saved_model, export_tflite
@@ -464,7 +464,8 @@ def write_model_card(
 ) -> dict[str, Any]:
     """model_card/: the Markdown card and its plots, unless ``output.modelCard`` is false (then nothing is
     written). Records where they went, or why they are missing, as metrics.json's ``modelCard``, and
-    returns the report with it. ``class_names`` default to the dataset's known names, else its labels.
+    returns the report with it. ``class_names`` are the dataset's (``Images.class_names``); when None,
+    the built-in dataset's.
 
     A card that cannot be drawn only warns: the model is exported and metrics.json written by now, and
     the card merely describes them. Failing the run instead (exit 1, which the Job retries) would retrain
@@ -475,13 +476,13 @@ def write_model_card(
     try:
         # Imported here, not at the top: with output.modelCard false a run never loads matplotlib (whose
         # first import in a fresh pod builds its font cache).
-        from .model_card import known_class_names, write_card
+        from .model_card import write_card
 
         files = write_card(
             report,
             result.confusion_matrix,
             Path(paths.run_dir),
-            class_names=class_names or known_class_names(config.dataset),
+            class_names=class_names or list(CLASS_NAMES.get(config.dataset, DIGIT_CLASSES)),
         )
     except Exception as error:  # any drawing or writing error: see the docstring
         log.warning("model card not written: %s: %s", type(error).__name__, error, exc_info=True)

@@ -13,8 +13,9 @@ from PIL import Image
 from mnist_api.env import TrainerConfig
 from mnist_api.layout import MODEL_CARD_FILE, PLOT_FILES, PLOTS_DIR, RunPaths
 from mnist_api.spec import ReleaseCriteriaSpec
+from mnist_trainer.datasets import FASHION_CLASSES
 from mnist_trainer.evaluation import Evaluation
-from mnist_trainer.model_card import FASHION_MNIST_CLASSES, ModelCardFiles, write_card
+from mnist_trainer.model_card import ModelCardFiles, write_card
 from mnist_trainer.release import ModelFigures, release_failures
 
 RUN = ("default", "card-test", "uid-card-test")
@@ -243,7 +244,7 @@ def test_one_epoch_without_validation_still_draws_its_point(tmp_path: Path) -> N
 
 def test_class_names_label_the_rows(tmp_path: Path) -> None:
     config = make_config(tmp_path, dataset="fashion-mnist")
-    card = write_card(make_report(config), MATRIX, tmp_path, class_names=FASHION_MNIST_CLASSES)
+    card = write_card(make_report(config), MATRIX, tmp_path, class_names=FASHION_CLASSES)
     text = card.card.read_text(encoding="utf-8")
     assert table_row(text, "5 `Sandal`")[3] == "3 `Dress` (95)"
     assert "weakest is 5 `Sandal`" in text
