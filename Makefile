@@ -29,6 +29,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	shellcheck -x hack/*.sh .ci/run
+	bash hack/actionlint.sh
 
 format: setup
 	$(VENV)/bin/ruff format .
