@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provide pinned control-plane binaries for the tier-3 tests (tests/k8s/):
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, helm, and for the real
-#   node: kubelet, kube-proxy and CoreDNS (cluster DNS)
+#   node: kubelet, kube-proxy and CoreDNS (cluster DNS); and Kueue, the queueing controller of the
+#   Kueue tests
 # built from source through the Go module proxy (the only source of Kubernetes code reachable here:
 # release downloads are not). Results are cached outside the repo in
 #   ${MNIST_OPERATOR_CACHE:-$HOME/.cache/mnist-operator}/bin/<kubernetes-version>/
@@ -47,16 +48,26 @@ binary_ok() {
     etcd) out="$("${BIN}/etcd" --version 2>&1)"; want="etcd Version: ${ETCD_VERSION#v}" ;;
     helm) out="$("${BIN}/helm" version --short 2>&1)"; want="${HELM_VERSION}" ;;
     coredns) out="$("${BIN}/coredns" -version 2>&1)"; want="CoreDNS-${COREDNS_VERSION#v}" ;;
+    # Kueue prints no version; Go's build info names the module version it was built from.
+    kueue)
+      [[ -f "${BIN}/kueue-manifests/${KUEUE_VERSION}/webhook.yaml" ]] || return 1
+      out="$(go_tool version -m "${BIN}/kueue" 2>&1)"; want=$'mod\tsigs.k8s.io/kueue\t'"${KUEUE_VERSION}" ;;
     *) out="$("${BIN}/${name}" --version 2>&1)"; want="Kubernetes ${KUBERNETES_VERSION}" ;;
   esac || return 1
   [[ "${out}" == *"${want}"* ]]
+}
+
+go_tool() {
+  local go
+  go="$(command -v go || echo /usr/local/go/bin/go)"
+  "${go}" "$@"
 }
 
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd)
 
 missing() {
   local name
-  for name in "${K8S_BINARIES[@]}" helm coredns; do
+  for name in "${K8S_BINARIES[@]}" helm coredns kueue; do
     binary_ok "${name}" || echo "${name}"
   done
 }
@@ -103,7 +114,7 @@ cd "${WORK}"
 log "building in ${WORK} with $("${GO}" version) (missing: ${todo//$'\n'/ })"
 start=${SECONDS}
 
-if grep -qvxE 'helm|coredns' <<<"${todo}"; then
+if grep -qvxE 'helm|coredns|kueue' <<<"${todo}"; then
   "${GO}" mod init mnist-operator.local/k8s-binaries >/dev/null 2>&1
   "${GO}" mod edit -require="k8s.io/kubernetes@${KUBERNETES_VERSION}"
 
@@ -176,8 +187,27 @@ if ! binary_ok coredns; then
   log "coredns built in $((SECONDS - cstart))s"
 fi
 
+# Kueue: its own module graph. Only cmd/kueue, with every job integration it links (Kueue's own release
+# build); the tests enable batch/job alone. Its CRD bases and webhook configuration come from the same
+# module version: the Kueue tests install exactly what this binary serves.
+if ! binary_ok kueue; then
+  kstart=${SECONDS}
+  GOBIN="${WORK}/out" "${GO}" install -p "${PARALLEL}" \
+    -ldflags "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=${KUEUE_VERSION}" \
+    "sigs.k8s.io/kueue/cmd/kueue@${KUEUE_VERSION}" >&2
+  kueue_dir="$("${GO}" mod download -json "sigs.k8s.io/kueue@${KUEUE_VERSION}" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  manifests="${WORK}/out/kueue-manifests/${KUEUE_VERSION}"
+  mkdir -p "${manifests}/crds"
+  cp "${kueue_dir}"/config/components/crd/bases/*.yaml "${manifests}/crds/"
+  cp "${kueue_dir}/config/components/webhook/manifests.yaml" "${manifests}/webhook.yaml"
+  chmod -R u+w "${WORK}/out/kueue-manifests"
+  log "kueue built in $((SECONDS - kstart))s"
+fi
+
 # Move into place only after every build succeeded; mv within one filesystem is atomic per file.
 for f in "${WORK}"/out/*; do
+  rm -rf "${BIN:?}/$(basename "${f}")"
   mv -f "${f}" "${BIN}/$(basename "${f}")"
 done
 todo="$(missing)"

@@ -13,6 +13,8 @@ class Phase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    # The Job waits for Kueue to admit its Workload (the training carries kueue.x-k8s.io/queue-name).
+    QUEUED = "Queued"
 
 
 class ConditionType(StrEnum):
@@ -21,6 +23,7 @@ class ConditionType(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    QUEUED = "Queued"
     METRICS_AVAILABLE = "MetricsAvailable"
     MODEL_PERSISTENT = "ModelPersistent"
 
@@ -33,7 +36,7 @@ class Condition(StatusModel):
     """A Kubernetes-style condition; each type appears at most once and says its own status."""
 
     type: str = Field(
-        description="Created, Running, Succeeded, Failed, Suspended, MetricsAvailable or ModelPersistent."
+        description="Created, Running, Succeeded, Failed, Suspended, Queued, MetricsAvailable or ModelPersistent."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Whether the condition holds now.")
     reason: str = Field(
@@ -52,7 +55,9 @@ class Condition(StatusModel):
 
 class MnistTrainingStatus(StatusModel):
     phase: Phase | None = Field(
-        None, description="Pending, Running, Succeeded, Failed or Suspended: the Phase column."
+        None,
+        description="Pending, Queued (waiting for Kueue), Running, Succeeded, Failed or Suspended: the Phase "
+        "column.",
     )
     conditions: list[Condition] = Field(
         default_factory=list, description="The training's conditions, one per type (see Condition)."

@@ -18,7 +18,7 @@ from mnist_api.layout import (
 )
 
 from .config import Config
-from .naming import TRAINER_CONTAINER, child_labels, job_name
+from .naming import TRAINER_CONTAINER, child_labels, job_name, kueue_labels
 
 GPU_RESOURCE = "nvidia.com/gpu"
 # The taint the NVIDIA device plugin's docs (and EKS GPU node groups) put on GPU nodes.
@@ -47,9 +47,12 @@ def build_trainer_job(
     the training it names (which only the API server knows: ``Trainings`` looks it up)."""
     run_policy = training.spec.run_policy
     labels = child_labels(training)
+    queue = kueue_labels(training)
     job_spec: dict[str, Any] = {
         "backoffLimit": run_policy.backoff_limit,
-        "suspend": run_policy.suspend,
+        # A queued Job starts suspended and Kueue unsuspends it on admission (its webhook would suspend
+        # it too; creating it so leaves no moment in which a pod could start unadmitted).
+        "suspend": run_policy.suspend or bool(queue),
         "podFailurePolicy": pod_failure_policy(),
         "template": {
             "metadata": {"labels": labels},
@@ -64,7 +67,7 @@ def build_trainer_job(
         "metadata": {
             "name": job_name(training),
             "namespace": training.metadata.namespace,
-            "labels": labels,
+            "labels": {**labels, **queue},
             "ownerReferences": [owner_reference(training)],
         },
         "spec": job_spec,

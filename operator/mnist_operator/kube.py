@@ -28,6 +28,7 @@ CALL_TIMEOUT: Timeout = (10.0, 60.0)
 MERGE_PATCH = "application/merge-patch+json"
 TRAININGS = f"/apis/{GROUP}/{VERSION}"
 LIST_PAGE = 500
+KUEUE_VERSIONS = ("v1beta2", "v1beta1")
 
 
 class ApiError(Exception):
@@ -158,6 +159,23 @@ class Kube:
                 if not (token := (page.get("metadata") or {}).get("continue")):
                     break
         return uids
+
+    # -- Kueue -------------------------------------------------------------------------------------
+    async def list_workloads(self, namespace: str) -> list[dict[str, Any]] | None:
+        """Kueue's Workloads in ``namespace`` (v1beta2, else v1beta1 for Kueue before 0.15); None when
+        neither is served (Kueue is not installed)."""
+        for version in KUEUE_VERSIONS:
+            try:
+                page = await self.call(
+                    "GET", f"/apis/kueue.x-k8s.io/{version}/namespaces/{namespace}/workloads"
+                )
+            except ApiError as error:
+                if error.status == 404:
+                    continue
+                raise
+            items: list[dict[str, Any]] = page.get("items") or []
+            return items
+        return None
 
     # -- Events and Leases --------------------------------------------------------------------------
     async def create_event(self, namespace: str, body: dict[str, Any]) -> None:

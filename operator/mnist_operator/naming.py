@@ -12,6 +12,10 @@ LABEL_UID: Final = f"{GROUP}/uid"
 MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 OPERATOR_NAME: Final = "mnist-operator"
 TRAINER_CONTAINER: Final = "trainer"
+# Kueue's labels of a workload object (https://kueue.sigs.k8s.io/docs/tasks/run/jobs/): a training that
+# carries them hands them to its Job, which Kueue then queues and admits like any labelled Job.
+KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL: Final = "kueue.x-k8s.io/priority-class"
 
 
 def child_name(parent: str, suffix: str) -> str:
@@ -39,3 +43,11 @@ def child_labels(training: MnistTraining) -> dict[str, str]:
     if training.metadata.uid:
         labels[LABEL_UID] = training.metadata.uid
     return labels
+
+
+def kueue_labels(training: MnistTraining) -> dict[str, str]:
+    """The training's Kueue labels, for its Job: empty unless it names a LocalQueue."""
+    labels = training.metadata.labels
+    if KUEUE_QUEUE_LABEL not in labels:
+        return {}
+    return {key: labels[key] for key in (KUEUE_QUEUE_LABEL, KUEUE_PRIORITY_LABEL) if key in labels}

@@ -34,6 +34,14 @@ ORPHANED_GROUPS = Counter(
 )
 STATUS_PATCHES = Counter("mnist_operator_status_patches", "Status patches written", registry=REGISTRY)
 
+# Every label value a counter will ever take starts at 0: a series that appears at 1 hides its first
+# increment from rate() and increase(), so the first failed training would never fire the chart's alert.
+for _phase in (Phase.SUCCEEDED, Phase.FAILED):
+    TRAININGS_FINISHED.labels(_phase.value)
+for _outcome in ("ok", "error"):
+    PUSHGATEWAY_POLLS.labels(_outcome)
+    PUSHGATEWAY_DELETES.labels(_outcome)
+
 
 class TrainingsByPhase(Collector):
     """``mnist_operator_trainings{phase}``, counted from the operator's store at each scrape: one number

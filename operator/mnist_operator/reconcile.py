@@ -20,6 +20,7 @@ from .config import Config
 from .kube import Kube
 from .pollers import Pollers
 from .pushgateway import RunKey
+from .queues import Queues
 from .state import ChildKind, Store
 from .status_writer import EventPoster, StatusWriter
 from .trainings import Trainings
@@ -43,6 +44,7 @@ class Operator:
         self.trainings = Trainings(
             config, kube, self.store, status=self.status, pollers=self.pollers, post_event=post_event
         )
+        self.queues = Queues(config, kube, self.store, self.status.request_refresh)
         # The per-phase gauge is counted from the store when Prometheus scrapes, not kept by hand.
         opmetrics.PHASES.source = self.phases
 
@@ -73,8 +75,10 @@ class Operator:
 
     def start(self) -> None:
         self.pollers.start()
+        self.queues.start()
 
     async def stop(self) -> None:
+        await self.queues.stop()
         await self.pollers.stop()
         await self.status.stop()
 

@@ -11,6 +11,7 @@ being pruned without a word by the API server; keys of the previous status are r
 aliases too.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from mnist_api.layout import MODEL_KERAS_FILE, PREDICTIONS_DIR
 from mnist_api.metrics import PREDICT_STAGE, TEST_STAGE, TRAIN_STAGE, metric_name
 from mnist_api.spec import Task
 
-from .naming import TRAINER_CONTAINER
+from .naming import KUEUE_QUEUE_LABEL, TRAINER_CONTAINER, kueue_labels
 
 FIGURE_DIGITS = 4
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -50,6 +51,43 @@ class Outcome:
     message: str
 
 
+def queued_outcome(queue: str, workload: Mapping[str, Any] | None) -> Outcome:
+    """Why a queued Job waits, in Kueue's words: its Workload's conditions."""
+    where = f"LocalQueue {queue}"
+    if workload is None:
+        return Outcome(
+            Phase.QUEUED,
+            "WaitingForKueue",
+            f"the Job waits, suspended, for Kueue to queue it in {where}; Kueue has made no Workload for it "
+            "(is Kueue installed and managing batch/job?)",
+        )
+    conditions = workload.get("conditions") or {}
+    reserved = conditions.get("QuotaReserved") or {}
+    admitted = conditions.get("Admitted") or {}
+    evicted = conditions.get("Evicted") or {}
+    name = f"Workload {workload.get('name')}"
+    if admitted.get("status") == "True":
+        return Outcome(Phase.QUEUED, "Admitted", f"Kueue admitted {name} in {where}; the Job is starting")
+    if reserved.get("status") == "True":
+        waiting = admitted.get("message") or "its admission checks"
+        return Outcome(Phase.QUEUED, "QuotaReserved", f"{name} holds quota in {where}, waiting for {waiting}")
+    if evicted.get("status") == "True":
+        return Outcome(
+            Phase.QUEUED,
+            _kueue_reason(evicted.get("reason"), "Evicted"),
+            f"Kueue evicted {name} ({evicted.get('message') or 'no message'}); it waits in {where} again",
+        )
+    message = reserved.get("message") or "waiting for quota"
+    return Outcome(
+        Phase.QUEUED, _kueue_reason(reserved.get("reason"), "Pending"), f"{name} waits in {where}: {message}"
+    )
+
+
+def _kueue_reason(reason: str | None, default: str) -> str:
+    """Kueue's reasons are CamelCase words already; anything else would not pass the schema's pattern."""
+    return reason if reason and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", reason) else default
+
+
 def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's order
     training: MnistTraining,
     job: Mapping[str, Any] | None,
@@ -57,10 +95,12 @@ def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's orde
     metrics: MetricsView | None,
     previous: Mapping[str, Any] | None,
     now: str,
+    workload: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``workload`` is Kueue's Workload of the Job (``state.workload_summary``) while the Job is queued."""
     previous = previous or {}
     task = training.spec.task
-    outcome = job_outcome(job, pods, task)
+    outcome = job_outcome(job, pods, task, workload)
     latest_pod = _latest(pods)
     fields: dict[str, Any] = {
         "phase": outcome.phase,
@@ -113,7 +153,10 @@ RUNNING_VERBS = {Task.TRAIN: "training", Task.EVALUATE: "evaluating", Task.PREDI
 
 
 def job_outcome(
-    job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], task: Task = Task.TRAIN
+    job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    task: Task = Task.TRAIN,
+    workload: Mapping[str, Any] | None = None,
 ) -> Outcome:
     if job is None:
         return Outcome(Phase.PENDING, "JobNotCreated", "the trainer Job does not exist yet")
@@ -123,6 +166,9 @@ def job_outcome(
     if failed:
         return Outcome(Phase.FAILED, *_failure(failed, pods))
     if (job.get("spec") or {}).get("suspend"):
+        queue = (job["metadata"].get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+        if queue:  # Kueue holds the Job until it admits its Workload: not the spec's doing
+            return queued_outcome(queue, workload)
         return Outcome(Phase.SUSPENDED, "Suspended", "spec.runPolicy.suspend is true: no pod runs")
     latest = _latest(pods)
     if latest is not None:
@@ -228,6 +274,8 @@ def _conditions(  # noqa: PLR0917
         (ConditionType.FAILED, phase is Phase.FAILED, outcome.reason, outcome.message),
         (ConditionType.SUSPENDED, phase is Phase.SUSPENDED, outcome.reason, outcome.message),
     ]
+    if kueue_labels(training):  # only a training that names a queue can be queued
+        wanted.append((ConditionType.QUEUED, phase is Phase.QUEUED, outcome.reason, outcome.message))
     if metrics is not None:
         if not metrics.reachable:
             wanted.append(
@@ -289,6 +337,7 @@ _NOT_YET = {
     ConditionType.SUCCEEDED: "NotSucceeded",
     ConditionType.FAILED: "NotFailed",
     ConditionType.SUSPENDED: "NotSuspended",
+    ConditionType.QUEUED: "NotQueued",
 }
 
 

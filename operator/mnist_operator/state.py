@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from mnist_api import MnistTraining, validate_resource
 
-from .naming import LABEL_NAME, LABEL_UID
+from .naming import KUEUE_QUEUE_LABEL, LABEL_NAME, LABEL_UID
 
 Key = tuple[str, str]  # namespace, name
 ChildKind = Literal["job", "pod"]
@@ -19,6 +19,8 @@ class Tracked:
     job: dict[str, Any] | None = None
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     written_status: dict[str, Any] | None = None
+    workload: dict[str, Any] | None = None
+    """Kueue's Workload of the Job (``workload_summary``), while the Job waits in a queue."""
 
 
 class Store:
@@ -62,6 +64,31 @@ class Store:
     def forget(self, key: Key) -> None:
         self._entries.pop(key, None)
 
+    def queued(self) -> dict[tuple[str, str], Key]:
+        """The trainings whose Job waits for Kueue (suspended, with a queue label), by (namespace, Job)."""
+        waiting = {}
+        for key, entry in self._entries.items():
+            job = entry.job
+            if entry.training is None or job is None or not (job.get("spec") or {}).get("suspend"):
+                continue
+            if KUEUE_QUEUE_LABEL in job["metadata"].get("labels", {}):
+                waiting[(key[0], job["metadata"]["name"])] = key
+        return waiting
+
+    def drop_workloads_except(self, keys: set[Key]) -> None:
+        """Forget the Workloads of trainings no longer queued (admitted, finished, deleted)."""
+        for key, entry in self._entries.items():
+            if key not in keys:
+                entry.workload = None
+
+    def set_workload(self, key: Key, workload: dict[str, Any] | None) -> bool:
+        """Record the Workload Kueue keeps for the training's Job; whether that changed anything."""
+        entry = self._entries.get(key)
+        if entry is None or entry.workload == workload:
+            return False
+        entry.workload = workload
+        return True
+
     def update_child(self, kind: ChildKind, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
         """Record a Job or pod event, ``body`` being the watch's summary of the object (``job_summary``,
         ``pod_summary``: children.py reduces each event as it arrives); returns the training it belongs
@@ -98,6 +125,31 @@ def job_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# The Workload conditions that say why a queued Job waits (kueue.x-k8s.io Workload status).
+WORKLOAD_CONDITIONS = ("QuotaReserved", "Admitted", "Evicted")
+
+
+def workload_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Kueue Workload: the Job it stands for, its queue, and the conditions that explain a wait."""
+    metadata = body.get("metadata") or {}
+    owners = [ref for ref in metadata.get("ownerReferences") or [] if ref.get("kind") == "Job"]
+    conditions = {
+        condition["type"]: {
+            "status": condition.get("status"),
+            "reason": condition.get("reason") or "",
+            "message": condition.get("message") or "",
+        }
+        for condition in (body.get("status") or {}).get("conditions") or []
+        if condition.get("type") in WORKLOAD_CONDITIONS
+    }
+    return {
+        "name": metadata.get("name"),
+        "job": owners[0].get("name") if owners else None,
+        "queue": (body.get("spec") or {}).get("queueName"),
+        "conditions": conditions,
+    }
+
+
 def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """A pod's identity, creation time (which attempt is the latest) and status."""
     identity = _identity(body)
@@ -111,7 +163,7 @@ def _identity(body: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "name": metadata.get("name"),
         "namespace": metadata.get("namespace"),
-        "labels": {key: labels[key] for key in (LABEL_NAME, LABEL_UID) if key in labels},
+        "labels": {key: labels[key] for key in (LABEL_NAME, LABEL_UID, KUEUE_QUEUE_LABEL) if key in labels},
     }
 
 

@@ -89,6 +89,7 @@ class StatusWriter:
                 self.metrics_for(entry.training),
                 previous,
                 self.now(),
+                entry.workload,
             )
             if _same(status, previous):
                 return

@@ -12,7 +12,7 @@ from . import opmetrics
 from .builders import build_trainer_job
 from .config import Config
 from .kube import Kube
-from .naming import job_name
+from .naming import KUEUE_QUEUE_LABEL, job_name, kueue_labels
 from .pollers import Pollers
 from .reducer import stored_status
 from .state import ChildKind, Key, Store, training_key, validate_training
@@ -113,6 +113,19 @@ class Trainings:
 
     async def set_suspended(self, body: Mapping[str, Any], suspend: bool) -> None:
         training = validate_training(body)
+        queue = kueue_labels(training).get(KUEUE_QUEUE_LABEL)
+        if queue:
+            # Kueue owns a queued Job's suspend (it would undo ours on its next reconcile); it stops an
+            # admitted Workload when told so on the Workload itself.
+            self.post_event(
+                body,
+                "Warning",
+                "SuspendIgnored",
+                f"spec.runPolicy.suspend is not applied to a training in Kueue's LocalQueue {queue}: "
+                "deactivate its Workload instead (kubectl patch workload <name> --type merge "
+                '-p \'{"spec":{"active":false}}\')',
+            )
+            return
         await self.kube.patch_job_suspend(training.metadata.namespace, job_name(training), suspend)
 
     async def training_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:

@@ -264,6 +264,8 @@ def test_eks_gpu_scenario(helm: Helm) -> None:
     # Without honorLabels Prometheus would overwrite each run's job/instance with the Pushgateway's own.
     assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     one(docs, "ServiceMonitor", "mnist-operator")
+    assert one(docs, "PrometheusRule")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    one(docs, "ConfigMap", "mnist-operator-dashboard")
 
 
 def test_operator_settings_reach_the_environment(helm: Helm) -> None:

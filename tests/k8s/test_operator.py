@@ -25,11 +25,15 @@ from typing import Any
 import pytest
 
 from mnist_api import ManifestError, load_manifest_file
+from tests.support.dashboard import panel_queries, render_png
+from tests.support.k8s.binaries import Binaries
 from tests.support.k8s.controlplane import ControlPlane
 from tests.support.k8s.helm import CHART, RELEASE, Helm
 from tests.support.k8s.helpers import make_claim, wait_for
 from tests.support.k8s.incluster import ClusterMirror, ClusterPushgateway
+from tests.support.k8s.kueue import start_kueue
 from tests.support.k8s.operator_support import apply, sample_training, training_status, wait_for_phase
+from tests.support.prometheus import ApiServerAccess, scrape_config_from_service_monitor, start_prometheus
 from tests.support.servers import basic_auth_header, write_basic_auth_web_config
 
 from .conftest import Cluster
@@ -825,6 +829,216 @@ def test_basic_auth_pushgateway_and_a_training_deleted_while_the_operator_was_do
         assert f"deleted the metrics of {namespace}/secured (uid {uid})" in log, log[-3000:]
     finally:
         core.delete_namespaced_secret("pushgateway-auth", OPERATOR_NAMESPACE)
+
+
+def queued(document: dict[str, Any], queue: str) -> dict[str, Any]:
+    document["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": queue}
+    return document
+
+
+def test_kueue_queues_a_training_beyond_its_quota_and_admits_it_when_the_first_is_done(
+    control_plane: ControlPlane,
+    operator: Release,
+    mirror: ClusterMirror,
+    custom: Any,
+    batch: Any,
+    namespace: str,
+    k8s_binaries: Binaries,
+    tmp_path: Path,
+) -> None:
+    """Issue 16: the real Kueue, its webhooks and CRDs of the pinned release; a ClusterQueue whose quota
+    holds one training's CPU and memory. Two trainings in its LocalQueue: one runs, the other's status
+    says Queued with Kueue's reason, then it runs too. The operator never touches the Jobs' suspend."""
+    kueue = start_kueue(control_plane, k8s_binaries, tmp_path / "kueue")
+    try:
+        one_training = small(mirror)["resources"]
+        queues = [
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "ResourceFlavor",
+                "metadata": {"name": "default"},
+            },
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "ClusterQueue",
+                "metadata": {"name": f"{namespace}-trainings"},
+                "spec": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu", "memory"],
+                            "flavors": [
+                                {
+                                    "name": "default",
+                                    "resources": [
+                                        {"name": "cpu", "nominalQuota": one_training["cpu"]},
+                                        {"name": "memory", "nominalQuota": one_training["memory"]},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "LocalQueue",
+                "metadata": {"name": "team", "namespace": namespace},
+                "spec": {"clusterQueue": f"{namespace}-trainings"},
+            },
+        ]
+        for document in queues:
+            apply(control_plane, document, tmp_path)
+
+        apply(
+            control_plane,
+            queued(sample_training(namespace, "first", **small(mirror, epochs=8)), "team"),
+            tmp_path,
+        )
+        wait_for_phase(custom, namespace, "first", "Running", timeout=120)
+        apply(control_plane, queued(sample_training(namespace, "second", **small(mirror)), "team"), tmp_path)
+
+        def queued_for_quota() -> dict[str, Any] | None:
+            status = training_status(custom, namespace, "second")
+            reason = {c["type"]: c for c in status.get("conditions") or []}.get("Queued", {}).get("reason")
+            return status if status.get("phase") == "Queued" and reason == "Pending" else None
+
+        status = wait_for(queued_for_quota, timeout=60, what="second to be Queued for quota", interval=0.3)
+        table = control_plane.kubectl("get", "mnisttrainings", "-n", namespace, check=True).stdout
+        print(table)
+        assert re.search(r"^first\s+Running", table, re.M) and re.search(r"^second\s+Queued", table, re.M), (
+            table
+        )
+        assert "insufficient" in status["message"] and "LocalQueue team" in status["message"], status
+        assert batch.read_namespaced_job("second-trainer", namespace).spec.suspend is True
+
+        wait_for_phase(custom, namespace, "first", "Succeeded", timeout=180)
+        done = wait_for_phase(custom, namespace, "second", "Succeeded", timeout=180)
+        assert {c["type"]: c for c in done["conditions"]}["Queued"]["status"] == "False"
+        workloads = json.loads(
+            control_plane.kubectl("get", "workloads", "-n", namespace, "-o", "json", check=True).stdout
+        )
+        admitted = {
+            w["metadata"]["ownerReferences"][0]["name"]
+            for w in workloads["items"]
+            if any(c["type"] == "Admitted" for c in w["status"].get("conditions", []))
+        }
+        assert admitted == {"first-trainer", "second-trainer"}, (
+            "each Job was admitted by Kueue, one at a time"
+        )
+        log = operator.operator_log()
+        assert "cannot list Kueue Workloads" not in log
+    finally:
+        # Kueue's finalizers on Workloads and queues are Kueue's to remove: delete them while it runs.
+        control_plane.kubectl("delete", "mnisttrainings", "--all", "-n", namespace, "--timeout=60s")
+        for what in (
+            ("workloads", "--all", "-n", namespace),
+            ("localqueue", "team", "-n", namespace),
+            ("clusterqueue", f"{namespace}-trainings"),
+            ("resourceflavor", "default"),
+        ):
+            control_plane.kubectl("delete", *what, "--ignore-not-found", "--timeout=60s")
+        kueue.stop()
+
+
+# Where `MNIST_DASHBOARD_PNG=docs/images/dashboard.png pytest -k prometheus` keeps the dashboard's picture.
+DASHBOARD_PNG = os.environ.get("MNIST_DASHBOARD_PNG")
+
+
+def test_prometheus_scrapes_what_the_chart_monitors_and_its_dashboard_and_alerts_read_it(
+    control_plane: ControlPlane,
+    operator: Release,
+    mirror: ClusterMirror,
+    core: Any,
+    custom: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 16: a real Prometheus scrapes the release's Pushgateway and operator with the chart's
+    ServiceMonitors' settings and loads its PrometheusRule; after one good and one failed training, the
+    run's metrics carry the run's labels (honorLabels), the operator's counters are there, every
+    dashboard panel and every alert evaluates, and MnistTrainingFailed fires."""
+    interval = "1s"
+    rendered = operator.tool.template(
+        "--set", "serviceMonitor.pushgateway.enabled=true", "--set", f"serviceMonitor.pushgateway.interval={interval}",
+        "--set", "serviceMonitor.operator.enabled=true", "--set", f"serviceMonitor.operator.interval={interval}",
+        "--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true",
+        namespace=OPERATOR_NAMESPACE,
+    )  # fmt: skip
+    monitors = [doc for doc in rendered if doc["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 2
+    credentials = control_plane.client_credentials("prometheus", ("system:masters",))
+    access = ApiServerAccess(
+        control_plane.server.removeprefix("https://"),
+        control_plane.ca_cert,
+        credentials.cert,
+        credentials.key,
+    )
+    scrape_configs = []
+    for monitor in monitors:
+        service = core.read_namespaced_service(monitor["metadata"]["name"], OPERATOR_NAMESPACE).to_dict()
+        scrape_configs += scrape_config_from_service_monitor(monitor, service, access)
+    (rule,) = [doc for doc in rendered if doc["kind"] == "PrometheusRule"]
+    (board,) = [
+        doc
+        for doc in rendered
+        if doc["kind"] == "ConfigMap" and "grafana_dashboard" in doc["metadata"]["labels"]
+    ]
+    dashboard = json.loads(board["data"]["mnist-operator.json"])
+
+    prometheus = start_prometheus(tmp_path / "prometheus", scrape_configs, rule["spec"]["groups"], interval)
+    try:
+        start = time.time()
+        apply(control_plane, sample_training(namespace, "watched", **small(mirror, epochs=5)), tmp_path)
+        no_data = {"name": "mnist", "url": mirror.url.removesuffix("idx/") + "no-such-folder/"}
+        apply(control_plane, sample_training(namespace, "broken", **small(mirror, dataset=no_data)), tmp_path)
+        status = wait_for_phase(custom, namespace, "watched", "Succeeded", timeout=180)
+        wait_for_phase(custom, namespace, "broken", "Failed", timeout=120)
+        uid = custom.get_namespaced_custom_object(
+            "training.mnist-operator.io", "v1alpha1", namespace, "mnisttrainings", "watched"
+        )["metadata"]["uid"]
+
+        run = f'namespace="{namespace}", training="watched"'
+        (val_loss,) = wait_for(
+            lambda: prometheus.query(f"gangplank_train_val_loss{{{run}}}"),
+            timeout=30, what="the run's val loss in Prometheus",
+        )  # fmt: skip
+        # honorLabels: the trainer's grouping key survives the scrape, job is the trainer's, not the Service's.
+        assert val_loss["metric"]["job"] == "mnist" and val_loss["metric"]["uid"] == uid, val_loss
+        assert float(val_loss["value"][1]) == pytest.approx(status["valLoss"], abs=1e-3)
+        operator_job = f'job="{RELEASE}", namespace="{OPERATOR_NAMESPACE}"'
+        created = wait_for(
+            lambda: prometheus.query(f"mnist_operator_trainings_created_total{{{operator_job}}} >= 2"),
+            timeout=30, what="the operator's trainings-created counter",
+        )  # fmt: skip
+        assert created, created
+
+        failed_alert = wait_for(
+            lambda: [a for a in prometheus.alerts() if a["labels"]["alertname"] == "MnistTrainingFailed"],
+            timeout=60, what="MnistTrainingFailed to fire",
+        )  # fmt: skip
+        assert failed_alert[0]["state"] == "firing", failed_alert
+        rules = prometheus.rules()
+        assert {r["name"] for r in rules} == {
+            "MnistTrainingFailed", "MnistTrainingStalled", "MnistOperatorDown", "MnistPushgatewayUnreachable",
+        }  # fmt: skip
+        assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+        firing = {a["labels"]["alertname"] for a in prometheus.alerts()}
+        assert firing == {"MnistTrainingFailed"}, "healthy operator and Pushgateway, one finished run"
+
+        variables = {
+            "operator_job": RELEASE,
+            "pushgateway_job": f"{RELEASE}-pushgateway",
+            "namespace": namespace,
+            "training": "watched",
+        }
+        empty = [q for q in panel_queries(dashboard, variables) if not prometheus.query(q.expr)]
+        assert not empty, "panels without data: " + "; ".join(f"{q.panel}: {q.expr}" for q in empty)
+        png = Path(DASHBOARD_PNG) if DASHBOARD_PNG else tmp_path / "dashboard.png"
+        render_png(prometheus, dashboard, variables, start, time.time(), png)
+        assert png.stat().st_size > 20_000
+    finally:
+        prometheus.stop()
 
 
 def test_helm_uninstall_leaves_nothing(cluster: Cluster, operator: Release) -> None:

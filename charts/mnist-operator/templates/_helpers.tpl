@@ -140,6 +140,10 @@ ClusterRole or per watched namespace by a Role. Kept identical to manifests/rbac
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# Read Kueue's Workloads of queued trainings, for the Queued status and its reason. Read-only.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [list]
 # Post an Event on every phase change.
 - apiGroups: ["", events.k8s.io]
   resources: [events]

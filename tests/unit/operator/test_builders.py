@@ -204,3 +204,28 @@ def test_a_resource_without_uid_cannot_own_children() -> None:
             )[0],
             CONFIG,
         )
+
+
+def queued_training(labels: str, spec: str = "{}") -> Any:
+    text = (
+        "apiVersion: training.mnist-operator.io/v1alpha1\nkind: MnistTraining\n"
+        f"metadata: {{name: digits, namespace: team-a, uid: 1234-abcd, labels: {labels}}}\nspec: {spec}\n"
+    )
+    return load_manifests(text)[0]
+
+
+def test_a_queued_training_hands_its_kueue_labels_to_a_job_created_suspended() -> None:
+    labels = "{kueue.x-k8s.io/queue-name: team-a, kueue.x-k8s.io/priority-class: low, team: vision}"
+    job = build_trainer_job(queued_training(labels), CONFIG)
+    assert job["spec"]["suspend"] is True, "Kueue unsuspends it on admission"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "low"
+    assert "team" not in job["metadata"]["labels"], "only Kueue's labels are handed on"
+    # Kueue reads the Job's labels; the pods keep the operator's own, which select them.
+    assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_a_priority_class_without_a_queue_is_not_kueue_s_business() -> None:
+    job = build_trainer_job(queued_training("{kueue.x-k8s.io/priority-class: low}"), CONFIG)
+    assert job["spec"]["suspend"] is False
+    assert not [key for key in job["metadata"]["labels"] if key.startswith("kueue.x-k8s.io/")]

@@ -442,3 +442,91 @@ def test_every_key_written_at_every_level_is_a_field_of_the_model(
         stored = MnistTrainingStatus.model_validate(status, extra="forbid", by_alias=True, by_name=False)
         assert stored.model_dump(mode="json", by_alias=True, exclude_none=True) == status
         previous = status
+
+
+def queued_job() -> dict[str, Any]:
+    queued = job(suspend=True)
+    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team-a"}
+    return queued
+
+
+def workload(**conditions: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "name": "job-digits-trainer-1a2b3",
+        "job": "digits-trainer",
+        "queue": "team-a",
+        "conditions": {t: {"status": s, "reason": r, "message": m} for t, (s, r, m) in conditions.items()},
+    }
+
+
+def test_a_suspended_job_without_a_queue_is_the_spec_s_suspension() -> None:
+    status = reduce_status(training(), job(suspend=True), [], None, None, NOW)
+    assert status["phase"] == "Suspended"
+    assert "spec.runPolicy.suspend" in status["message"]
+
+
+def queued_training() -> Any:
+    text = (
+        "apiVersion: training.mnist-operator.io/v1alpha1\nkind: MnistTraining\nmetadata: {name: digits, "
+        "namespace: ml, uid: u-1, generation: 3, labels: {kueue.x-k8s.io/queue-name: team-a}}\nspec: {}\n"
+    )
+    return load_manifests(text)[0]
+
+
+def test_only_a_training_that_names_a_queue_has_a_queued_condition() -> None:
+    status = reduce_status(training(), job(active=1), [pod("p1", NOW, "Running")], None, None, NOW)
+    assert "Queued" not in {c["type"] for c in status["conditions"]}
+
+
+def test_a_queued_job_before_kueue_made_its_workload_says_what_it_waits_for() -> None:
+    status = reduce_status(queued_training(), queued_job(), [], None, None, NOW)
+    assert status["phase"] == "Queued"
+    assert condition(status, "Queued")["reason"] == "WaitingForKueue"
+    assert "LocalQueue team-a" in status["message"] and "spec.runPolicy" not in status["message"]
+    assert condition(status, "Suspended")["status"] == "False"
+
+
+def test_a_workload_waiting_for_quota_shows_kueue_s_reason_and_message() -> None:
+    message = "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor default"
+    pending = workload(QuotaReserved=("False", "Pending", message))
+    status = reduce_status(queued_training(), queued_job(), [], None, None, NOW, pending)
+    assert status["phase"] == "Queued"
+    queued = condition(status, "Queued")
+    assert queued["status"] == "True" and queued["reason"] == "Pending"
+    assert message in queued["message"] and "job-digits-trainer-1a2b3" in queued["message"]
+
+
+@pytest.mark.parametrize(
+    ("conditions", "reason"),
+    [
+        (
+            {"QuotaReserved": ("True", "QuotaReserved", ""), "Admitted": ("False", "NoChecks", "checks")},
+            "QuotaReserved",
+        ),
+        ({"QuotaReserved": ("True", "QuotaReserved", ""), "Admitted": ("True", "Admitted", "")}, "Admitted"),
+        (
+            {
+                "QuotaReserved": ("False", "Pending", ""),
+                "Evicted": ("True", "Preempted", "by a higher priority"),
+            },
+            "Preempted",
+        ),
+        ({"QuotaReserved": ("False", "not a reason!", "odd")}, "Pending"),
+    ],
+)
+def test_each_workload_state_is_one_queued_reason(
+    conditions: dict[str, tuple[str, str, str]], reason: str
+) -> None:
+    status = reduce_status(queued_training(), queued_job(), [], None, None, NOW, workload(**conditions))
+    assert status["phase"] == "Queued" and condition(status, "Queued")["reason"] == reason
+
+
+def test_an_admitted_job_runs_as_any_other() -> None:
+    admitted = queued_job()
+    admitted["spec"]["suspend"] = False
+    admitted["status"] = {"active": 1}
+    running = [pod("p1", NOW, "Running")]
+    status = reduce_status(queued_training(), admitted, running, None, None, NOW, workload())
+    assert status["phase"] == "Running"
+    assert condition(status, "Queued")["status"] == "False"
+    assert condition(status, "Queued")["reason"] == "NotQueued"
