@@ -749,88 +749,6 @@ def read_groups_with_credentials(cluster: Cluster, mirror: ClusterMirror, url: s
     ).stdout
 
 
-def test_basic_auth_pushgateway_and_a_training_deleted_while_the_operator_was_down(
-    control_plane: ControlPlane,
-    cluster: Cluster,
-    operator: Release,
-    mirror: ClusterMirror,
-    core: Any,
-    custom: Any,
-    namespace: str,
-    tmp_path: Path,
-) -> None:
-    """Issue 12 items 4 and 5 in one training (each costs one), set up as docs/operator.md tells a user:
-    one Secret for the operator and the bundled Pushgateway's --web.config.file, one in the training's
-    namespace for its trainer. The figures reach the status through the operator's authenticated polls;
-    then the training is deleted while no operator runs (no finalizer holds it), and the restarted
-    operator's first sweep deletes the group it left, with its credentials.
-
-    It leaves the release with basic auth on: only the uninstall test comes after it."""
-    web_config = write_basic_auth_web_config(tmp_path / "web.yml", PUSHGATEWAY_USER, PUSHGATEWAY_PASSWORD)
-    credentials = {"username": PUSHGATEWAY_USER, "password": PUSHGATEWAY_PASSWORD}
-    core.create_namespaced_secret(
-        OPERATOR_NAMESPACE,
-        {
-            "metadata": {"name": "pushgateway-auth"},
-            "stringData": {**credentials, "web-config.yml": web_config.read_text()},
-        },
-    )
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "push-auth"}, "stringData": credentials})
-    try:
-        upgraded = operator.helm(
-            "upgrade", RELEASE, str(CHART), "--reuse-values",
-            "--set", "pushgateway.auth.existingSecret=pushgateway-auth",
-            "--wait", "--timeout", "180s",
-        )  # fmt: skip
-        assert upgraded.returncode == 0, upgraded.stderr + describe(cluster)
-        refused = cluster.kubectl("get", "--raw", operator.gateway.proxy_path("/api/v1/metrics"))
-        assert refused.returncode != 0, "the Pushgateway answered without credentials"
-
-        spec = small(mirror, epochs=1, metrics={"authSecretRef": {"name": "push-auth"}})
-        apply(control_plane, sample_training(namespace, "secured", **spec), tmp_path)
-        wait_for_phase(custom, namespace, "secured", "Succeeded", timeout=180)
-        seen: list[dict[str, Any]] = []
-
-        def figures_in() -> dict[str, Any] | None:
-            # The final figures may reach the status a poll after the Job's Succeeded does.
-            current = training_status(custom, namespace, "secured")
-            seen.append({c["type"]: c for c in current.get("conditions") or []}.get("MetricsAvailable") or {})
-            return current if seen[-1].get("status") == "True" and current.get("testAccuracy") else None
-
-        try:
-            status = wait_for(figures_in, timeout=30, what="the final figures in the status")
-        except AssertionError:
-            raise AssertionError(f"MetricsAvailable: {seen[-1]}\n{operator.operator_log()[-3000:]}") from None
-        assert status["testAccuracy"] > 0 and status["epoch"] == 1, status
-        uid = custom.get_namespaced_custom_object(
-            "training.mnist-operator.io", "v1alpha1", namespace, "mnisttrainings", "secured"
-        )["metadata"]["uid"]
-        assert uid in read_groups_with_credentials(cluster, mirror, operator.gateway.url)
-
-        deployment = f"deployment/{RELEASE}"
-        cluster.kubectl("scale", deployment, "-n", OPERATOR_NAMESPACE, "--replicas=0", check=True)
-        wait_for(lambda: not operator_pods(core), timeout=90, what="the operator to stop")
-        control_plane.kubectl(
-            "delete", "mnisttraining", "secured", "-n", namespace, "--wait=true", check=True
-        )
-        assert uid in read_groups_with_credentials(cluster, mirror, operator.gateway.url), (
-            "the group went although no operator was running"
-        )
-        cluster.kubectl("scale", deployment, "-n", OPERATOR_NAMESPACE, "--replicas=1", check=True)
-        rolled = cluster.kubectl("rollout", "status", deployment, "-n", OPERATOR_NAMESPACE, "--timeout=120s")
-        assert rolled.returncode == 0, rolled.stderr + describe(cluster)
-        wait_for(
-            lambda: uid not in read_groups_with_credentials(cluster, mirror, operator.gateway.url),
-            timeout=60,
-            what="the orphaned group to be swept",
-        )
-        log = operator.operator_log()
-        assert f"metrics of {namespace}/secured (uid {uid}) outlived their training" in log, log[-3000:]
-        assert f"deleted the metrics of {namespace}/secured (uid {uid})" in log, log[-3000:]
-    finally:
-        core.delete_namespaced_secret("pushgateway-auth", OPERATOR_NAMESPACE)
-
-
 def queued(document: dict[str, Any], queue: str) -> dict[str, Any]:
     document["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": queue}
     return document
@@ -1039,6 +957,88 @@ def test_prometheus_scrapes_what_the_chart_monitors_and_its_dashboard_and_alerts
         assert png.stat().st_size > 20_000
     finally:
         prometheus.stop()
+
+
+def test_basic_auth_pushgateway_and_a_training_deleted_while_the_operator_was_down(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    operator: Release,
+    mirror: ClusterMirror,
+    core: Any,
+    custom: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 12 items 4 and 5 in one training (each costs one), set up as docs/operator.md tells a user:
+    one Secret for the operator and the bundled Pushgateway's --web.config.file, one in the training's
+    namespace for its trainer. The figures reach the status through the operator's authenticated polls;
+    then the training is deleted while no operator runs (no finalizer holds it), and the restarted
+    operator's first sweep deletes the group it left, with its credentials.
+
+    It leaves the release with basic auth on: only the uninstall test comes after it."""
+    web_config = write_basic_auth_web_config(tmp_path / "web.yml", PUSHGATEWAY_USER, PUSHGATEWAY_PASSWORD)
+    credentials = {"username": PUSHGATEWAY_USER, "password": PUSHGATEWAY_PASSWORD}
+    core.create_namespaced_secret(
+        OPERATOR_NAMESPACE,
+        {
+            "metadata": {"name": "pushgateway-auth"},
+            "stringData": {**credentials, "web-config.yml": web_config.read_text()},
+        },
+    )
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "push-auth"}, "stringData": credentials})
+    try:
+        upgraded = operator.helm(
+            "upgrade", RELEASE, str(CHART), "--reuse-values",
+            "--set", "pushgateway.auth.existingSecret=pushgateway-auth",
+            "--wait", "--timeout", "180s",
+        )  # fmt: skip
+        assert upgraded.returncode == 0, upgraded.stderr + describe(cluster)
+        refused = cluster.kubectl("get", "--raw", operator.gateway.proxy_path("/api/v1/metrics"))
+        assert refused.returncode != 0, "the Pushgateway answered without credentials"
+
+        spec = small(mirror, epochs=1, metrics={"authSecretRef": {"name": "push-auth"}})
+        apply(control_plane, sample_training(namespace, "secured", **spec), tmp_path)
+        wait_for_phase(custom, namespace, "secured", "Succeeded", timeout=180)
+        seen: list[dict[str, Any]] = []
+
+        def figures_in() -> dict[str, Any] | None:
+            # The final figures may reach the status a poll after the Job's Succeeded does.
+            current = training_status(custom, namespace, "secured")
+            seen.append({c["type"]: c for c in current.get("conditions") or []}.get("MetricsAvailable") or {})
+            return current if seen[-1].get("status") == "True" and current.get("testAccuracy") else None
+
+        try:
+            status = wait_for(figures_in, timeout=30, what="the final figures in the status")
+        except AssertionError:
+            raise AssertionError(f"MetricsAvailable: {seen[-1]}\n{operator.operator_log()[-3000:]}") from None
+        assert status["testAccuracy"] > 0 and status["epoch"] == 1, status
+        uid = custom.get_namespaced_custom_object(
+            "training.mnist-operator.io", "v1alpha1", namespace, "mnisttrainings", "secured"
+        )["metadata"]["uid"]
+        assert uid in read_groups_with_credentials(cluster, mirror, operator.gateway.url)
+
+        deployment = f"deployment/{RELEASE}"
+        cluster.kubectl("scale", deployment, "-n", OPERATOR_NAMESPACE, "--replicas=0", check=True)
+        wait_for(lambda: not operator_pods(core), timeout=90, what="the operator to stop")
+        control_plane.kubectl(
+            "delete", "mnisttraining", "secured", "-n", namespace, "--wait=true", check=True
+        )
+        assert uid in read_groups_with_credentials(cluster, mirror, operator.gateway.url), (
+            "the group went although no operator was running"
+        )
+        cluster.kubectl("scale", deployment, "-n", OPERATOR_NAMESPACE, "--replicas=1", check=True)
+        rolled = cluster.kubectl("rollout", "status", deployment, "-n", OPERATOR_NAMESPACE, "--timeout=120s")
+        assert rolled.returncode == 0, rolled.stderr + describe(cluster)
+        wait_for(
+            lambda: uid not in read_groups_with_credentials(cluster, mirror, operator.gateway.url),
+            timeout=60,
+            what="the orphaned group to be swept",
+        )
+        log = operator.operator_log()
+        assert f"metrics of {namespace}/secured (uid {uid}) outlived their training" in log, log[-3000:]
+        assert f"deleted the metrics of {namespace}/secured (uid {uid})" in log, log[-3000:]
+    finally:
+        core.delete_namespaced_secret("pushgateway-auth", OPERATOR_NAMESPACE)
 
 
 def test_helm_uninstall_leaves_nothing(cluster: Cluster, operator: Release) -> None:
