@@ -278,9 +278,8 @@ def assert_retry_resumed(
     return status
 
 
-# Enough epochs that a retried trainer is still training when the next trainer kill comes: the Pushgateway
-# going away and back between the first two kills can take longer than a retry needs for a few epochs of
-# the small convnet (seen once in CI: the retry finished the run, and the second kill never came).
+# Enough epochs that each retried trainer is still training when the next trainer kill comes, with room
+# for the Pushgateway's and the API server's outages in between.
 CHAOS_EPOCHS = 12
 TRAINER_KILLS = 3
 OPERATOR_KILLS = 5
@@ -352,11 +351,19 @@ def finished_epochs(volume: Path, namespace: str, name: str) -> int:
 def kill_trainer_after(cluster: Cluster, volume: Path, namespace: str, name: str, epoch: int) -> int:
     """SIGKILL the running trainer as soon as it has recorded ``epoch`` finished epochs (a node failure
     or an OOM kill: no chance to clean up); returns the epochs it had finished when it died."""
-    pids = wait_for(
-        lambda: finished_epochs(volume, namespace, name) >= epoch and cluster.container_pids(namespace),
-        timeout=240,
-        what=f"the trainer to finish epoch {epoch}",
-    )
+    try:
+        pids = wait_for(
+            lambda: finished_epochs(volume, namespace, name) >= epoch and cluster.container_pids(namespace),
+            timeout=240,
+            what=f"the trainer to finish epoch {epoch}",
+        )
+    except AssertionError as error:
+        # What the trainer pods did, for the one time this does not happen in time.
+        selector = f"training.mnist-operator.io/name={name}"
+        logs = cluster.kubectl("logs", "-n", namespace, "-l", selector, "--tail=40", "--prefix").stdout
+        raise AssertionError(
+            f"{error}; {finished_epochs(volume, namespace, name)} epochs recorded\n{logs}{describe(cluster)}"
+        ) from None
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return finished_epochs(volume, namespace, name)
