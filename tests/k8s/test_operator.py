@@ -406,10 +406,10 @@ def test_chaos_during_one_training_on_two_operator_replicas(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    """Chaos during one 6-epoch training (issue 12), on two operator replicas that elect one leader. The
+    """Chaos during one 12-epoch training (issue 12), on two operator replicas that elect one leader. The
     trainer is SIGKILLed after each of its first three epochs, and in the Job's back-off after each kill:
     the Pushgateway stops and starts again; the API server stops for 20 s; the leading operator is
-    SIGKILLed and the standby takes over. While the last attempt trains, the leader is SIGKILLed four times
+    SIGKILLed and another replica takes over. While the last attempt trains, the leader is SIGKILLed four times
     more. The training ends Succeeded through one Job (one JobCreated), each kill costs at most the epoch
     it interrupted, the Epoch column never steps back, MetricsAvailable goes False and back, one operator
     acts at a time, and the API server's absence costs no operator a restart."""
@@ -479,10 +479,11 @@ def test_chaos_during_one_training_on_two_operator_replicas(
             assert restarts == {leader: 0, standby: 0}, restarts
             assert lease_holder(coordination) == leader
 
-            # In the third: the leader dies, the standby takes over.
+            # In the third: the leader dies and another replica takes over: the standby as a rule, or the
+            # Deployment's replacement of the killed pod when it is quicker (seen once in CI, on a loaded
+            # machine). Either is a replica taking over; how long it took is checked below.
             finished_at_kill.append(kill_trainer_after(cluster, volume, namespace, "chaos", 3))
-            successor, took = kill_leader(cluster, core, coordination)
-            assert successor == standby
+            _, took = kill_leader(cluster, core, coordination)
             takeovers = [took]
 
             # While the last attempt trains: the leader dies four times more. The first of these kills
