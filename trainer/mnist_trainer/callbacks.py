@@ -21,7 +21,7 @@ from mnist_api.metrics import grouping_key
 from .export import export_keras
 from .metrics_push import Handler, TrainTestExporter
 from .progress import ProgressLog
-from .run_state import RunState, best_value
+from .run_state import ResilientBackupAndRestore, RunState, best_value
 from .safe_stop import SafeStop
 from .stop_requests import StopRequests
 
@@ -73,7 +73,7 @@ def training_callbacks(
     in_order: list[keras.callbacks.Callback] = [
         SafeStop(stops),
         run_state,
-        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+        ResilientBackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             str(paths.best_checkpoint),
             monitor=monitor,

@@ -3,6 +3,7 @@ the training time spent so far, so a resumed run reports complete figures (metri
 cumulative ``elapsed_time_seconds``, the best value the checkpoint must beat)."""
 
 import json
+import logging
 import math
 import os
 import time
@@ -15,6 +16,8 @@ import keras
 from mnist_api.layout import HISTORY_FILE
 
 from .errors import TrainingDivergedError
+
+log = logging.getLogger(__name__)
 
 
 def write_json_atomically(path: Path, payload: Any) -> None:
@@ -76,3 +79,27 @@ def best_value(history: list[dict[str, float]], monitor: str) -> float | None:
     if not values:
         return None
     return max(values) if "accuracy" in monitor else min(values)
+
+
+class ResilientBackupAndRestore(keras.callbacks.BackupAndRestore):  # type: ignore[misc]
+    """Keras' BackupAndRestore (with its double checkpoint), plus the one case that does not cover: a pod
+    killed while writing the run's very first backup leaves a torn ``latest.weights.h5`` (or
+    ``training_metadata.json``) and no earlier copy to fall back to. Keras then raises at every restart,
+    and the Job retries a trainer that can never start (seen in the chaos test: SIGKILL right after the
+    first epoch). Such a backup is discarded and the attempt starts from the first epoch again, which is
+    all that was lost; ``RunState`` drops the history entries the backup no longer has."""
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError) as error:
+            backup = Path(self.backup_dir)
+            log.warning(
+                "the backup in %s cannot be read (%s), and there is no earlier copy: it was cut off while "
+                "being written; training starts again from the first epoch",
+                backup,
+                error,
+            )
+            for name in ("latest.weights.h5", "training_metadata.json"):
+                for path in (backup / name, backup / f"{name}.bkp"):
+                    path.unlink(missing_ok=True)
