@@ -189,6 +189,9 @@ async def test_delete_removes_the_runs_pushgateway_group(
     pushadd_to_gateway(gateway.url, "mnist", registry, grouping_key=grouping_key("ml", "other", "uid-other"))
     async with running_operator():
         await api.call("POST", TRAININGS, training_body())
+        # "other" is a live training: its group is no orphan, so only the delete could take it (the
+        # operator's start-up sweep deletes the groups of trainings that do not exist).
+        await api.call("POST", TRAININGS, training_body("other", "uid-other"))
         await eventually(lambda: stored(kube, "batch/v1/jobs", "digits-trainer"), what="the Job")
         await api.call("DELETE", f"{TRAININGS}/digits")
         await eventually(
