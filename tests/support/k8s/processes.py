@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,8 +25,36 @@ _live_lock = threading.Lock()
 _SETPRIV = shutil.which("setpriv")
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it)."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral range.
+
+    A port the kernel picks for a bind to port 0 comes from the ephemeral range, where every outgoing
+    connection also takes its source port: between this check and the component's own bind, a client
+    connection could take it (seen in CI: a kube-controller-manager that could not listen, and with it a
+    whole worker's control plane). Below that range only listeners take ports."""
+    low = _ephemeral_low()
+    if low > 10_001:
+        for _ in range(500):
+            port = random.randint(10_000, low - 1)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
