@@ -7,10 +7,10 @@ objects are JSON so ``kubectl describe pod`` still shows them readably.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .layout import (
     BASE_MODEL_MOUNT_PATH,
@@ -75,6 +75,20 @@ class TrainerConfig(BaseModel):
     heartbeat_seconds: float = Field(30.0, gt=0)
     download_attempts: int = Field(5, ge=1, le=100)
     download_backoff_seconds: float = Field(1.0, ge=0)
+    workers: int = Field(1, ge=1)
+    worker_hosts: list[str] = Field(default_factory=list)
+    """Every worker's ``host:port``, by index (``distribution.py``); empty for a single worker."""
+    cpu_replicas: int = Field(0, ge=0, le=64)
+    """Not from the spec: above 1, split the CPU into this many logical devices and train mirrored over
+    them, the multi-GPU code path without GPUs (tests, benchmarks, a developer's laptop)."""
+
+    @model_validator(mode="after")
+    def _every_worker_has_an_address(self) -> "TrainerConfig":
+        if self.workers > 1 and len(self.worker_hosts) != self.workers:
+            raise ValueError(
+                f"{self.workers} workers need {self.workers} worker_hosts, not {len(self.worker_hosts)}"
+            )
+        return self
 
     def to_env(self) -> dict[str, str]:
         """Plain ``MNIST_*`` variables; ``None`` fields are left out."""
@@ -139,8 +153,11 @@ def trainer_config(
     output_dir: str = OUTPUT_MOUNT_PATH,
     uid: str | None = None,
     mount_paths: Mapping[str, str] | None = None,
+    worker_hosts: Sequence[str] = (),
 ) -> TrainerConfig:
     """What the trainer needs from a resource. ``uid`` defaults to the resource's own.
+
+    ``worker_hosts`` are the workers' addresses of a multi-worker training (``distribution.py``).
 
     ``mount_paths`` replaces the pod's mount paths of the read-only claims (``BASE_MODEL_MOUNT_PATH``,
     ``DATASET_MOUNT_PATH``, ``PREDICT_INPUT_MOUNT_PATH``) with where local mode finds them.
@@ -193,12 +210,18 @@ def trainer_config(
         histogram_buckets=list(spec.metrics.histogram_buckets),
         ignore_exceptions=spec.metrics.ignore_exceptions,
         release_criteria=spec.release_criteria,
+        workers=spec.workers,
+        worker_hosts=list(worker_hosts),
     )
 
 
-def pod_env(resource: MnistTraining, *, default_pushgateway_url: str | None) -> list[dict[str, Any]]:
+def pod_env(
+    resource: MnistTraining, *, default_pushgateway_url: str | None, worker_hosts: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """The trainer container's ``env``: the config, the pod's own name, and the auth Secret's keys."""
-    config = trainer_config(resource, default_pushgateway_url=default_pushgateway_url)
+    config = trainer_config(
+        resource, default_pushgateway_url=default_pushgateway_url, worker_hosts=worker_hosts
+    )
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(config.to_env().items())]
     env.append({"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
     auth = resource.spec.metrics.auth_secret_ref

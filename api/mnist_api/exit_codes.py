@@ -25,6 +25,8 @@ class ExitCode(IntEnum):
     TRAINING_FAILED = 70
     """Training diverged (a non-finite loss); retrying the same run would diverge again."""
     EXPORT_FAILED = 73
+    WORKER_LOST = 75
+    """A multi-worker training lost one of its workers mid-step; the whole set restarts and resumes."""
     """The model or metrics.json could not be written to the output volume; retried."""
     CONFIG_INVALID = 78
     """The trainer's environment is missing or malformed; a retry cannot fix it."""
@@ -65,6 +67,12 @@ EXIT_CODES: dict[ExitCode, ExitCodeInfo] = {
     ),
     ExitCode.EXPORT_FAILED: ExitCodeInfo(
         "ExportFailed", True, "the model could not be written to its volume"
+    ),
+    ExitCode.WORKER_LOST: ExitCodeInfo(
+        "WorkerLost",
+        True,
+        "another worker of the training stopped answering (killed, evicted or its node lost); the workers "
+        "restart together and resume from the last finished epoch",
     ),
     ExitCode.CONFIG_INVALID: ExitCodeInfo(
         "ConfigInvalid", False, "the trainer's environment is invalid (operator/trainer version skew?)"

@@ -55,9 +55,14 @@ TASK_NEEDS_BASE_MODEL = (
     "task evaluate and task predict need baseModel (the model to evaluate or predict with)"
 )
 PREDICT_NEEDS_INPUT = "task predict needs spec.predict (the images), and spec.predict needs task predict"
+WORKERS_NEED_TRAIN = "workers above 1 need task train: evaluate and predict run in one pod"
 TASK_RULES = (
     ("!has(self.task) || self.task == 'train' || has(self.baseModel)", TASK_NEEDS_BASE_MODEL),
     ("(has(self.task) && self.task == 'predict') == has(self.predict)", PREDICT_NEEDS_INPUT),
+    (
+        "!has(self.workers) || self.workers == 1 || !has(self.task) || self.task == 'train'",
+        WORKERS_NEED_TRAIN,
+    ),
 )
 
 
@@ -250,7 +255,9 @@ class ResourcesSpec(SpecModel):
         0,
         ge=0,
         le=16,
-        description="NVIDIA GPUs (nvidia.com/gpu) for the trainer; adds the matching NVIDIA toleration.",
+        description="NVIDIA GPUs (nvidia.com/gpu) per trainer pod; adds the matching NVIDIA toleration. "
+        "Above 1, training is data-parallel over the pod's GPUs (tf.distribute.MirroredStrategy) and "
+        "batchSize is split between them.",
     )
 
 
@@ -404,8 +411,18 @@ class MnistTrainingSpec(SpecModel):
         64,
         ge=1,
         le=8192,
-        description="Images per training step (and per prediction step). 64 reaches a given accuracy "
-        "sooner than 128 on a CPU (docs/benchmarks.md).",
+        description="Images per training step (and per prediction step): the global batch, split evenly "
+        "between all GPUs and workers, so the same batchSize trains the same model on any number of them. "
+        "64 reaches a given accuracy sooner than 128 on a CPU (docs/benchmarks.md).",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Trainer pods training one model together, data-parallel (tf.distribute."
+        "MultiWorkerMirroredStrategy): one Indexed Job of this many pods and a headless Service that "
+        "names them. Worker 0 is the chief: it alone pushes metrics, checkpoints and exports. A lost "
+        "worker restarts the whole set, which resumes from the last finished epoch. task train only.",
     )
     learning_rate: float = Field(0.001, gt=0, le=10, description="The optimizer's learning rate.")
     optimizer: OptimizerName = Field(OptimizerName.ADAM, description="The optimizer.")
@@ -436,6 +453,8 @@ class MnistTrainingSpec(SpecModel):
             raise ValueError(TASK_NEEDS_BASE_MODEL)
         if (self.task == Task.PREDICT) != (self.predict is not None):
             raise ValueError(PREDICT_NEEDS_INPUT)
+        if self.workers > 1 and self.task != Task.TRAIN:
+            raise ValueError(WORKERS_NEED_TRAIN)
         return self
 
     @model_validator(mode="after")
