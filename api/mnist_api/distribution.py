@@ -17,6 +17,8 @@ WORKER_PORT: Final = 2222
 WORKER_PORT_NAME: Final = "tf-worker"
 COMPLETION_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"
 """Set by the Job controller on every pod of an Indexed Job; by local mode on every worker process."""
+COMPLETION_INDEX_ANNOTATION: Final = "batch.kubernetes.io/job-completion-index"
+"""The same index on the pod's metadata, where the operator (and local mode's status) reads it."""
 TF_CONFIG_ENV: Final = "TF_CONFIG"
 CHIEF_INDEX: Final = 0
 

@@ -26,12 +26,13 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from mnist_api import ExitCode, MnistTraining, RunPaths, describe_exit_code
+from mnist_api.distribution import COMPLETION_INDEX_ANNOTATION, COMPLETION_INDEX_ENV, local_worker_hosts
 from mnist_api.env import trainer_config
 from mnist_api.layout import BASE_MODEL_MOUNT_PATH, DATASET_MOUNT_PATH, PREDICT_INPUT_MOUNT_PATH
 from mnist_api.metrics import TEST_STAGE, TRAIN_STAGE, metric_name
@@ -60,7 +61,8 @@ def local_environment(
     pushgateway_url: str | None,
     claim_dirs: Mapping[str, Path] | None = None,
 ) -> dict[str, str]:
-    """The trainer's ``MNIST_*`` variables, as ``pod_env`` would give them, with local volume paths."""
+    """The trainer's ``MNIST_*`` variables, as ``pod_env`` would give them, with local volume paths. The
+    workers of a multi-worker training listen on free loopback ports, in place of the Service's names."""
     # runs/ plays the output volume (so a run's files land in runs/<namespace>/<name>/) and runs/.data
     # the data volume, shared by every local run as a cache PVC would be.
     config = trainer_config(
@@ -70,6 +72,9 @@ def local_environment(
         output_dir=str(runs_dir.resolve()),
         uid=resource.metadata.uid or LOCAL_UID,
         mount_paths=local_mount_paths(resource, runs_dir, claim_dirs or {}),
+        worker_hosts=local_worker_hosts(_free_ports(resource.spec.workers))
+        if resource.spec.workers > 1
+        else (),
     )
     return config.to_env()
 
@@ -185,10 +190,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return _free_ports(1)[0]
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that were free a moment ago (all held at once, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @contextlib.contextmanager
@@ -222,53 +233,69 @@ def local_pushgateway() -> Iterator[str]:
 
 @dataclass(frozen=True)
 class TrainerProcess:
-    """What local mode knows of its child process, in the terms the cluster would use."""
+    """What local mode knows of one trainer process, in the terms the cluster would use."""
 
     pod_name: str
     started: str
     exit_code: int | None = None
     finished: str | None = None
+    index: int = 0
+    """The worker's completion index, as an Indexed Job's pod carries it."""
 
 
-def local_children(process: TrainerProcess | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The Job and pod the Job controller and the kubelet would report for this process.
+def local_children(
+    processes: Sequence[TrainerProcess], *, workers: int = 1, gave_up: bool = False
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The Job and pods the Job controller and the kubelet would report for these processes: every
+    attempt's, the current set last.
 
-    Local mode does not retry, so a failure fails the "Job" at once, as the podFailurePolicy does for the
-    codes that no retry can fix; running the command again is the retry (it resumes).
+    A single worker is not retried, so its failure fails the "Job" at once, as the podFailurePolicy does
+    for the codes that no retry can fix; running the command again is the retry (it resumes). A
+    multi-worker set restarts after a failure as the Indexed Job's pods would, up to the spec's
+    backoffLimit; ``gave_up`` says it will not restart again.
     """
-    if process is None:
+    if not processes:
         return None, []
-    job_status: dict[str, Any] = {"startTime": process.started}
+    current = processes[-workers:]
+    running = sum(1 for p in current if p.exit_code is None)
+    succeeded = sum(1 for p in current if p.exit_code == 0)
+    failed = sum(1 for p in processes if p.exit_code not in (None, 0))
+    job_status: dict[str, Any] = {"startTime": processes[0].started}
+    if running:
+        job_status["active"] = running
+        if workers > 1:
+            job_status["ready"] = running
+    if succeeded:
+        job_status["succeeded"] = succeeded
+    if failed:
+        job_status["failed"] = failed
+    finished = max((p.finished for p in current if p.finished), default=None)
+    if succeeded == workers:
+        job_status.update(completionTime=finished)
+        job_status["conditions"] = [{"type": "Complete", "status": "True", "lastTransitionTime": finished}]
+    elif failed and (gave_up or workers == 1):
+        reason = "PodFailurePolicy" if workers == 1 else "BackoffLimitExceeded"
+        job_status["conditions"] = [
+            {"type": "Failed", "status": "True", "reason": reason, "lastTransitionTime": finished}
+        ]
+    job = {"metadata": {"name": processes[0].pod_name}, "spec": {"suspend": False}, "status": job_status}
+    return job, [_local_pod(p, workers) for p in processes]
+
+
+def _local_pod(process: TrainerProcess, workers: int) -> dict[str, Any]:
     state: dict[str, Any]
     if process.exit_code is None:
-        job_status["active"] = 1
-        pod_phase, state = "Running", {"running": {"startedAt": process.started}}
+        phase, state = "Running", {"running": {"startedAt": process.started}}
     else:
-        terminated = {"exitCode": process.exit_code, "finishedAt": process.finished}
-        state = {"terminated": terminated}
-        if process.exit_code == 0:
-            pod_phase = "Succeeded"
-            job_status.update(succeeded=1, completionTime=process.finished)
-            job_status["conditions"] = [
-                {"type": "Complete", "status": "True", "lastTransitionTime": process.finished}
-            ]
-        else:
-            pod_phase = "Failed"
-            job_status["failed"] = 1
-            job_status["conditions"] = [
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "PodFailurePolicy",
-                    "lastTransitionTime": process.finished,
-                }
-            ]
-    job = {"metadata": {"name": process.pod_name}, "spec": {"suspend": False}, "status": job_status}
-    pod = {
-        "metadata": {"name": process.pod_name, "creationTimestamp": process.started},
-        "status": {"phase": pod_phase, "containerStatuses": [{"name": TRAINER_CONTAINER, "state": state}]},
+        phase = "Succeeded" if process.exit_code == 0 else "Failed"
+        state = {"terminated": {"exitCode": process.exit_code, "finishedAt": process.finished}}
+    metadata: dict[str, Any] = {"name": process.pod_name, "creationTimestamp": process.started}
+    if workers > 1:
+        metadata["annotations"] = {COMPLETION_INDEX_ANNOTATION: str(process.index)}
+    return {
+        "metadata": metadata,
+        "status": {"phase": phase, "containerStatuses": [{"name": TRAINER_CONTAINER, "state": state}]},
     }
-    return job, [pod]
 
 
 def read_metrics(pushgateway_url: str | None, training: MnistTraining) -> MetricsView | None:
@@ -326,6 +353,11 @@ def train_locally(
 ) -> int:
     """Run the trainer with the pod's environment, rendering its status live; returns its exit code.
 
+    ``spec.workers`` processes train together, each with its completion index, as an Indexed Job's pods
+    would; when one fails the others are stopped and the set restarts, up to ``runPolicy.backoffLimit``
+    times, and resumes from the last finished epoch. Worker 0 logs to ``log_path``, worker i to
+    ``trainer-<i>.log`` beside it.
+
     ``quiet`` (``-q``): only the final row, under the header, and the result lines, for scripts and CI logs
     that want the outcome rather than the progress.
     """
@@ -339,18 +371,16 @@ def train_locally(
     table = LiveTable(out)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     child_env = {k: v for k, v in base_environ.items() if not k.startswith("MNIST_")} | dict(env)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "mnist_trainer"],
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # Ctrl-C reaches us only; we stop the trainer with SIGTERM, cleanly
+    workers = WorkerSet(
+        f"{meta.name}-local",
+        training.spec.workers,
+        child_env,
+        log_path,
+        echo=out if show_logs else None,
+        notices=None if quiet else out,
+        restarts=training.spec.run_policy.backoff_limit if training.spec.workers > 1 else 0,
     )
-    process = TrainerProcess(f"{meta.name}-local", created)
-    errors: list[str] = []
-    copier = threading.Thread(target=_copy_log, args=(child, log_path, out if show_logs else None, errors))
-    copier.start()
+    workers.start()
     if not show_logs and not quiet:
         out.write(f"mnist-operator: trainer log: {log_path}\n")
     status: dict[str, Any] = {}
@@ -360,42 +390,148 @@ def train_locally(
     # job control starts background commands with SIGINT ignored, and the default SIGTERM would leave
     # the trainer (in a session of its own) running without us.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    while True:
-        try:
-            code = child.poll()
-            if code is not None:
-                copier.join()
-                process = TrainerProcess(process.pod_name, process.started, code, utc_now())
-            job, pods = local_children(process)
-            if pushgateway_url:
-                metrics = read_metrics(pushgateway_url, resource)
-            else:
-                metrics = read_run_files(resource, Path(env["MNIST_OUTPUT_DIR"]))
-            status = reduce_status(resource, job, pods, metrics, status, utc_now())
-            if interrupted and code == ExitCode.INTERRUPTED:
-                status = {**status, "phase": STOPPED}
-            document = {"metadata": {"name": meta.name, "creationTimestamp": created}, "status": status}
-            if not quiet:
-                table.show(document)
-            if code is not None:
-                break
-            time.sleep(poll_seconds)
-        except KeyboardInterrupt:
-            if not interrupted:
-                interrupted = True
+    try:
+        while True:
+            try:
+                code = workers.poll(restart=not interrupted)
+                job, pods = local_children(workers.history, workers=workers.size, gave_up=code is not None)
+                if pushgateway_url:
+                    metrics = read_metrics(pushgateway_url, resource)
+                else:
+                    metrics = read_run_files(resource, Path(env["MNIST_OUTPUT_DIR"]))
+                status = reduce_status(resource, job, pods, metrics, status, utc_now())
+                if interrupted and code == ExitCode.INTERRUPTED:
+                    status = {**status, "phase": STOPPED}
+                document = {"metadata": {"name": meta.name, "creationTimestamp": created}, "status": status}
                 if not quiet:
-                    out.write("mnist-operator: stopping the trainer; run the same command again to resume\n")
-                child.send_signal(signal.SIGTERM)
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-    assert process.exit_code is not None
+                    table.show(document)
+                if code is not None:
+                    break
+                time.sleep(poll_seconds)
+            except KeyboardInterrupt:
+                if not interrupted:
+                    interrupted = True
+                    if not quiet:
+                        out.write(
+                            "mnist-operator: stopping the trainer; run the same command again to resume\n"
+                        )
+                    workers.signal(signal.SIGTERM)
+    finally:
+        workers.kill()  # only ever reached with live workers when this process itself is failing
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if quiet:
         table.show(document)  # the header and the last row: the outcome, in the table's own terms
     for line in result_lines(
-        resource, env, process.exit_code, interrupted=interrupted, errors=errors, log_path=log_path
+        resource, env, code, interrupted=interrupted, errors=workers.errors, log_path=log_path
     ):
         out.write(line + "\n")
-    return process.exit_code
+    return code
+
+
+class WorkerSet:
+    """The trainer processes of one local run: one per worker, restarted together after a failure."""
+
+    STOP_GRACE_SECONDS = 10.0  # a survivor of a lost peer may be stuck in a collective: then SIGKILL
+
+    def __init__(
+        self,
+        pod_prefix: str,
+        size: int,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        echo: TextIO | None,
+        notices: TextIO | None,
+        restarts: int,
+    ) -> None:
+        self.pod_prefix, self.size, self.env, self.log_path = pod_prefix, size, dict(env), log_path
+        self.echo, self.notices, self.restarts_left = echo, notices, restarts
+        self.history: list[TrainerProcess] = []
+        """Every process started, as ``local_children`` reports them; the current set is the last ``size``."""
+        self.errors: list[str] = []
+        self._children: list[subprocess.Popen[str]] = []
+        self._copiers: list[threading.Thread] = []
+        self._attempt = 0
+        self._cause: TrainerProcess | None = None  # the current set's first failed worker
+
+    def start(self) -> None:
+        self._attempt += 1
+        self._cause = None
+        self._children, self._copiers = [], []
+        for index in range(self.size):
+            env = self.env | ({COMPLETION_INDEX_ENV: str(index)} if self.size > 1 else {})
+            child = subprocess.Popen(
+                [sys.executable, "-m", "mnist_trainer"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the trainer with SIGTERM, cleanly
+            )
+            prefix = f"[worker {index}] " if self.size > 1 else ""
+            copier = threading.Thread(
+                target=_copy_log, args=(child, self._log_of(index), self.echo, self.errors, prefix)
+            )
+            copier.start()
+            self._children.append(child)
+            self._copiers.append(copier)
+            name = self.pod_prefix if self.size == 1 else f"{self.pod_prefix}-{index}-{self._attempt}"
+            self.history.append(TrainerProcess(name, utc_now(), index=index))
+
+    def _log_of(self, index: int) -> Path:
+        return self.log_path if index == 0 else self.log_path.with_name(f"{self.log_path.stem}-{index}.log")
+
+    def poll(self, *, restart: bool) -> int | None:
+        """Record exits; returns the run's exit code once it is over, None while it goes on. A failed
+        worker stops the set, which starts again while restarts are left (and ``restart`` allows)."""
+        current = self.history[-self.size :]
+        for offset, (child, process) in enumerate(zip(self._children, current, strict=True)):
+            code = child.poll()
+            if code is not None and process.exit_code is None:
+                self._copiers[offset].join()
+                code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as a container's
+                ended = TrainerProcess(process.pod_name, process.started, code, utc_now(), process.index)
+                self.history[len(self.history) - self.size + offset] = ended
+                if code != 0 and self._cause is None:
+                    self._cause = ended
+        current = self.history[-self.size :]
+        cause = self._cause
+        if cause is None:
+            return 0 if all(p.exit_code == 0 for p in current) else None
+        if any(p.exit_code is None for p in current):
+            self._stop_survivors()
+            return None  # the next poll records their exits
+        code = cause.exit_code or ExitCode.UNEXPECTED
+        if restart and self.restarts_left > 0 and describe_exit_code(code).retryable:
+            self.restarts_left -= 1
+            if self.notices is not None:
+                self.notices.write(
+                    f"mnist-operator: worker {cause.index} failed ({describe_exit_code(code).reason}); "
+                    f"restarting the {self.size} workers ({self.restarts_left} restarts left)\n"
+                )
+            self.start()
+            return None
+        return code
+
+    def _stop_survivors(self) -> None:
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.STOP_GRACE_SECONDS
+        for child in self._children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        self.kill()
+
+    def signal(self, signum: int) -> None:
+        for child in self._children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    def kill(self) -> None:
+        for child in self._children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def result_lines(
@@ -442,14 +578,16 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _copy_log(child: subprocess.Popen[str], log_path: Path, echo: TextIO | None, errors: list[str]) -> None:
+def _copy_log(
+    child: subprocess.Popen[str], log_path: Path, echo: TextIO | None, errors: list[str], prefix: str = ""
+) -> None:
     assert child.stdout is not None
     with log_path.open("a", encoding="utf-8") as log:
         for line in child.stdout:
             log.write(line)
             log.flush()
             if " ERROR " in line:
-                errors.append(line.split(" ERROR ", 1)[1].strip())
+                errors.append(prefix + line.split(" ERROR ", 1)[1].strip())
             if echo is not None:
-                echo.write(line)
+                echo.write(prefix + line)
                 echo.flush()

@@ -80,6 +80,8 @@ def main() -> int:
 def summary(report: dict[str, Any]) -> str:
     """The last line of a successful run's log, by task."""
     seconds = report["timings"]["total_seconds"]
+    if "worker" in report:
+        return f"worker {report['worker']} trained in {seconds:.1f}s; worker 0 reports the test accuracy"
     if report.get("task") == "predict":
         return f"predicted {report['predictions']['images']} images in {seconds:.1f}s"
     accuracy = report["test"]["accuracy"]

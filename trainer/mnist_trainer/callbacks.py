@@ -21,7 +21,7 @@ from mnist_api.metrics import grouping_key
 from .export import export_keras
 from .metrics_push import Handler, TrainTestExporter
 from .progress import ProgressLog
-from .run_state import ResilientBackupAndRestore, RunState, best_value
+from .run_state import ResilientBackupAndRestore, RestoreOnly, RunState, best_value
 from .safe_stop import SafeStop
 from .stop_requests import StopRequests
 
@@ -50,27 +50,38 @@ def training_callbacks(
     train_images: int,
     validating: bool,
     interactive: bool,
+    chief: bool = True,
 ) -> TrainingCallbacks:
     """The callbacks of one run's ``fit``, in the order they must run.
 
     ``interactive`` is whether stdout is a terminal: Keras' own progress bar then replaces the heartbeat
     lines. Loads the run's history from an earlier attempt, so build it anew for every ``fit``.
+
+    Only the ``chief`` (worker 0 of a multi-worker training; the only worker otherwise) writes anything
+    a user sees: the history, the backup, checkpoints, TensorBoard's events and the metrics. The other
+    workers restore from the same backup (all workers hold the same weights at every step) and log
+    their own progress.
     """
     backup_dir = Path(paths.backup_dir)
     run_state = RunState(backup_dir)
     previous = run_state.load()
     monitor = "val_loss" if validating else "loss"
-    metrics_push = metrics_pusher(config, environ)
-    if metrics_push is not None:
-        metrics_push.resume_elapsed(run_state.elapsed_seconds)
     progress = ProgressLog(
         config.epochs,
         train_images,
         heartbeat_seconds=float("inf") if interactive else config.heartbeat_seconds,
         steps_per_epoch=-(-train_images // config.batch_size),
     )
+    in_order: list[keras.callbacks.Callback]
+    if not chief:
+        restore = RestoreOnly(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+        in_order = [SafeStop(stops), restore, progress, *_early_stopping(config)]
+        return TrainingCallbacks(in_order, run_state, progress, None, monitor)
+    metrics_push = metrics_pusher(config, environ)
+    if metrics_push is not None:
+        metrics_push.resume_elapsed(run_state.elapsed_seconds)
     Path(paths.best_checkpoint).parent.mkdir(parents=True, exist_ok=True)
-    in_order: list[keras.callbacks.Callback] = [
+    in_order = [
         SafeStop(stops),
         run_state,
         ResilientBackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
@@ -92,19 +103,26 @@ def training_callbacks(
     )
     if config.checkpoint_interval is not None:
         in_order.append(EpochCheckpoints(paths, config.checkpoint_interval))
-    if config.early_stopping is not None:
-        in_order.append(
-            keras.callbacks.EarlyStopping(
-                monitor=config.early_stopping.monitor,
-                patience=config.early_stopping.patience,
-                min_delta=config.early_stopping.min_delta,
-                restore_best_weights=True,
-                verbose=0,
-            )
-        )
+    in_order += _early_stopping(config)
     if metrics_push is not None:
         in_order.append(metrics_push)
     return TrainingCallbacks(in_order, run_state, progress, metrics_push, monitor)
+
+
+def _early_stopping(config: TrainerConfig) -> list[keras.callbacks.Callback]:
+    # On every worker of a multi-worker training: their logs hold the same global figures, so all of
+    # them stop after the same epoch.
+    if config.early_stopping is None:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=config.early_stopping.monitor,
+            patience=config.early_stopping.patience,
+            min_delta=config.early_stopping.min_delta,
+            restore_best_weights=True,
+            verbose=0,
+        )
+    ]
 
 
 class EpochCheckpoints(keras.callbacks.Callback):  # type: ignore[misc]

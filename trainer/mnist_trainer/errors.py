@@ -29,6 +29,14 @@ class ExportError(TrainerError):
     exit_code = ExitCode.EXPORT_FAILED
 
 
+class ConfigInvalidError(TrainerError):
+    exit_code = ExitCode.CONFIG_INVALID
+
+
+class WorkerLostError(TrainerError):
+    exit_code = ExitCode.WORKER_LOST
+
+
 class ReleaseCriteriaError(TrainerError):
     exit_code = ExitCode.RELEASE_CRITERIA_NOT_MET
 

@@ -24,6 +24,7 @@ from mnist_api.spec import ReleaseCriteriaSpec, Task
 
 from .callbacks import TrainingCallbacks, metrics_pusher, training_callbacks
 from .datasets import CLASS_NAMES, DIGIT_CLASSES, Array, FetchPolicy, MnistData, load_dataset
+from .distributed import Cluster, fit_across_workers, shard_by_data, start_cluster, strategy_scope
 from .errors import DataInvalidError, DataUnavailableError, ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_onnx, export_saved_model, export_tflite
@@ -56,14 +57,20 @@ def train_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopReq
     timings: dict[str, float] = {}
     paths = run_paths(config)
     seed = run_seed(config)
+    cluster = start_cluster(config, environ)  # before TensorFlow's first op fixes the devices
     keras.utils.set_random_seed(seed)
     _log_start(config, seed)
     with _timed(timings, "fetch_seconds"):
         images = fetch_data(config, seed, stops)
-    model = build_compiled_model(config, num_classes=len(images.class_names))
+    with strategy_scope(cluster):
+        model = build_compiled_model(config, num_classes=len(images.class_names))
     with _timed(timings, "train_seconds"):
-        callbacks = train_model(model, images, config, seed=seed, paths=paths, environ=environ, stops=stops)
-    model = best_checkpoint(model, paths, callbacks)
+        callbacks = train_model(
+            model, images, config, seed=seed, paths=paths, environ=environ, stops=stops, cluster=cluster
+        )
+    if not cluster.is_chief:
+        return worker_report(config, cluster, callbacks, timings, started)
+    model = best_checkpoint(model, paths, callbacks, distributed=cluster.strategy is not None)
     stops.check()
     with _timed(timings, "evaluate_seconds"):
         result = evaluate_model(model, images, config.batch_size, stops, callbacks.metrics_push)
@@ -267,9 +274,14 @@ def train_model(
     paths: RunPaths,
     environ: Mapping[str, str],
     stops: StopRequests,
+    cluster: Cluster | None = None,
 ) -> TrainingCallbacks:
     """Fit ``model`` in place, resuming after an earlier attempt's last finished epoch. Returns the
-    callbacks: they hold what later stages use (history, throughput, the metrics pusher)."""
+    callbacks: they hold what later stages use (history, throughput, the metrics pusher).
+
+    ``cluster`` is where it trains (``distributed.start_cluster``); None is one device. ``model`` was
+    built and compiled in its strategy's scope."""
+    cluster = cluster or Cluster(None)
     splits = images.splits
     train = to_dataset(splits.x_train, splits.y_train, config.batch_size, shuffle_seed=seed)
     validation = (
@@ -286,7 +298,19 @@ def train_model(
         train_images=len(splits.x_train),
         validating=validation is not None,
         interactive=interactive,
+        chief=cluster.is_chief,
     )
+    if cluster.across_workers:
+        fit_across_workers(
+            model,
+            cluster,
+            shard_by_data(train),
+            shard_by_data(validation) if validation is not None else None,
+            epochs=config.epochs,
+            steps_per_epoch=-(-len(splits.x_train) // config.batch_size),
+            callbacks=callbacks.in_order,
+        )
+        return callbacks
     model.fit(
         train,
         validation_data=validation,
@@ -298,17 +322,56 @@ def train_model(
     return callbacks
 
 
-def best_checkpoint(model: keras.Model, paths: RunPaths, callbacks: TrainingCallbacks) -> keras.Model:
+def best_checkpoint(
+    model: keras.Model, paths: RunPaths, callbacks: TrainingCallbacks, *, distributed: bool = False
+) -> keras.Model:
     """The best epoch's model from its checkpoint (this attempt's or an earlier one's), not the last
-    epoch's; ``model`` itself when there is no checkpoint."""
+    epoch's; ``model`` itself when there is no checkpoint.
+
+    A model trained under a strategy (``distributed``) is never evaluated or exported as it is: its
+    variables belong to the strategy, and under MultiWorkerMirroredStrategy every use of them would
+    wait for the other workers, which have finished. The checkpoint is a plain model; without one, the
+    last epoch's weights are saved and read back as one."""
     if not Path(paths.best_checkpoint).exists():
-        return model
+        return undistributed(model, paths) if distributed else model
     best = keras.models.load_model(paths.best_checkpoint)
     monitor = callbacks.monitor
     log.info(
         "evaluating the best checkpoint (%s %.4f)", monitor, best_value(callbacks.run_state.history, monitor)
     )
     return best
+
+
+def undistributed(model: keras.Model, paths: RunPaths) -> keras.Model:
+    """``model``'s architecture, weights and compile settings outside any strategy."""
+    copy = Path(paths.run_dir) / ".last-epoch.keras"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    model.save(copy)
+    try:
+        return keras.models.load_model(copy)
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def worker_report(
+    config: TrainerConfig,
+    cluster: Cluster,
+    callbacks: TrainingCallbacks,
+    timings: dict[str, float],
+    started: float,
+) -> dict[str, Any]:
+    """What a worker other than the chief returns: it evaluates, exports and writes nothing (the chief
+    does, from the same weights); its log's last line says so."""
+    timings["total_seconds"] = time.monotonic() - started
+    log.info("worker %d finished training; worker 0 evaluates, exports and reports", cluster.index)
+    return {
+        "schemaVersion": METRICS_SCHEMA_VERSION,
+        "run": {"namespace": config.namespace, "name": config.name, "uid": config.uid},
+        "task": str(config.task),
+        "worker": cluster.index,
+        "imagesPerSecond": callbacks.progress.images_per_second,
+        "timings": timings,
+    }
 
 
 # -- evaluate ----------------------------------------------------------------------------------------
