@@ -75,8 +75,7 @@ def start_cluster(config: TrainerConfig, environ: Mapping[str, str]) -> Cluster:
             index = worker_index(environ, config.workers)
         except ValueError as error:
             raise ConfigInvalidError(str(error)) from None
-        # The strategy reads TF_CONFIG from the environment, as every TensorFlow tool does; a user who
-        # execs into the pod finds the cluster the run trains in there too.
+        # The strategy reads TF_CONFIG from the environment, as every TensorFlow tool does.
         os.environ[TF_CONFIG_ENV] = tf_config_json(config.worker_hosts, index)
         log.info(
             "worker %d of %d (%s); waiting for every worker to join: %s",
