@@ -21,7 +21,7 @@ from mnist_api.metrics import grouping_key
 from .export import export_keras
 from .metrics_push import Handler, TrainTestExporter
 from .progress import ProgressLog
-from .run_state import ResilientBackupAndRestore, RestoreOnly, RunState, best_value
+from .run_state import ResilientBackupAndRestore, RunState, best_value
 from .safe_stop import SafeStop
 from .stop_requests import StopRequests
 
@@ -57,9 +57,9 @@ def training_callbacks(
     ``interactive`` is whether stdout is a terminal: Keras' own progress bar then replaces the heartbeat
     lines. Loads the run's history from an earlier attempt, so build it anew for every ``fit``.
 
-    Only the ``chief`` (worker 0 of a multi-worker training; the only worker otherwise) writes anything
-    a user sees: the history, the backup, checkpoints, TensorBoard's events and the metrics. The other
-    workers restore from the same backup (all workers hold the same weights at every step) and log
+    Only the ``chief`` (worker 0 of a multi-worker training; the only worker otherwise) reads and writes
+    the run's files: the history, the backup, checkpoints, TensorBoard's events, and pushes the metrics.
+    The other workers take the restored weights and epoch from the chief (``distributed.py``) and log
     their own progress.
     """
     backup_dir = Path(paths.backup_dir)
@@ -74,8 +74,7 @@ def training_callbacks(
     )
     in_order: list[keras.callbacks.Callback]
     if not chief:
-        restore = RestoreOnly(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
-        in_order = [SafeStop(stops), restore, progress, *_early_stopping(config)]
+        in_order = [SafeStop(stops), progress, *_early_stopping(config)]
         return TrainingCallbacks(in_order, run_state, progress, None, monitor)
     metrics_push = metrics_pusher(config, environ)
     if metrics_push is not None:

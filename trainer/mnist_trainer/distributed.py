@@ -165,7 +165,7 @@ class _Loop:
         validation: tf.data.Dataset | None,
     ) -> None:
         assert cluster.strategy is not None
-        self.model, self.strategy = model, cluster.strategy
+        self.model, self.strategy, self.cluster = model, cluster.strategy, cluster
         self.loss = per_example_loss(model.loss)
         with self.strategy.scope():
             # Metric variables created in the scope are summed across every replica of every worker
@@ -188,8 +188,10 @@ class _Loop:
         )
         model.stop_training = False
         callback_list.on_train_begin()
-        # BackupAndRestore leaves the epoch to resume at where Keras' own fit reads it.
-        first_epoch = getattr(model, "_initial_epoch", None) or 0
+        # The chief's BackupAndRestore has restored the last finished epoch's weights, and left the epoch
+        # to resume at where Keras' own fit reads it; every other worker takes both from the chief.
+        first_epoch = self._take_the_chiefs_state(getattr(model, "_initial_epoch", None) or 0)
+        model._initial_epoch = first_epoch  # what fit would have used: ProgressLog reads it too
         logs: dict[str, Any] = {}
         for epoch in range(first_epoch, epochs):
             for metric in (self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy):
@@ -211,6 +213,36 @@ class _Loop:
             if model.stop_training:
                 break
         callback_list.on_train_end(logs)
+
+    def _take_the_chiefs_state(self, first_epoch: int) -> int:
+        """Give every worker the chief's weights and first epoch; returns the epoch to resume at.
+
+        Only the chief reads the run's backup (the others may not even see its volume: an emptyDir, or
+        a claim not yet synced), so after a restart the workers' weights differ until this runs. One
+        all-reduce in which only the chief's replica contributes copies them; from then on every step
+        applies the same summed gradients everywhere."""
+        weights = [w for w in self.model.weights if "float" in str(w.dtype)]
+        synced = self.strategy.experimental_local_results(self._from_chief(tf.constant(first_epoch)))[0]
+        with self.strategy.scope():
+            for weight, value in zip(weights, synced[:-1], strict=True):
+                weight.assign(value)
+        epoch = int(synced[-1])
+        if not self.cluster.is_chief and epoch:
+            log.info("resuming at epoch %d from the chief's backup", epoch + 1)
+        return epoch
+
+    @tf.function  # type: ignore[untyped-decorator]
+    def _from_chief(self, first_epoch: tf.Tensor) -> Any:
+        weights = [w for w in self.model.weights if "float" in str(w.dtype)]
+
+        def replica_fn(epoch: tf.Tensor) -> Any:
+            context = tf.distribute.get_replica_context()
+            only_chief = tf.equal(context.replica_id_in_sync_group, 0)
+            values = [tf.where(only_chief, tf.identity(w), tf.zeros_like(w)) for w in weights]
+            values.append(tf.where(only_chief, tf.cast(epoch, tf.float32), 0.0))
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+        return self.strategy.run(replica_fn, args=(first_epoch,))
 
     @tf.function  # type: ignore[untyped-decorator]
     def _train_step(self, batch: Any) -> None:

@@ -103,17 +103,3 @@ class ResilientBackupAndRestore(keras.callbacks.BackupAndRestore):  # type: igno
             for name in ("latest.weights.h5", "training_metadata.json"):
                 for path in (backup / name, backup / f"{name}.bkp"):
                     path.unlink(missing_ok=True)
-
-
-class RestoreOnly(ResilientBackupAndRestore):
-    """What the workers other than the chief get: they resume from the chief's backup on the shared
-    volume like it, and never write it (two writers of one HDF5 file would tear it)."""
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        pass
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        pass
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        pass
