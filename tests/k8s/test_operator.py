@@ -773,6 +773,53 @@ def queued(document: dict[str, Any], queue: str) -> dict[str, Any]:
     return document
 
 
+def kueue_queues(namespace: str, cpu: str, memory: str) -> list[dict[str, Any]]:
+    """A ResourceFlavor, a ClusterQueue with this quota for ``namespace``, and its LocalQueue ``team``."""
+    return [
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "default"}},
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ClusterQueue",
+            "metadata": {"name": f"{namespace}-trainings"},
+            "spec": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory"],
+                        "flavors": [
+                            {
+                                "name": "default",
+                                "resources": [
+                                    {"name": "cpu", "nominalQuota": cpu},
+                                    {"name": "memory", "nominalQuota": memory},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": {"name": "team", "namespace": namespace},
+            "spec": {"clusterQueue": f"{namespace}-trainings"},
+        },
+    ]
+
+
+def delete_kueue_objects(control_plane: ControlPlane, namespace: str) -> None:
+    """Kueue's finalizers on Workloads and queues are Kueue's to remove: delete them while it runs."""
+    control_plane.kubectl("delete", "mnisttrainings", "--all", "-n", namespace, "--timeout=60s")
+    for what in (
+        ("workloads", "--all", "-n", namespace),
+        ("localqueue", "team", "-n", namespace),
+        ("clusterqueue", f"{namespace}-trainings"),
+        ("resourceflavor", "default"),
+    ):
+        control_plane.kubectl("delete", *what, "--ignore-not-found", "--timeout=60s")
+
+
 def test_kueue_queues_a_training_beyond_its_quota_and_admits_it_when_the_first_is_done(
     control_plane: ControlPlane,
     operator: Release,
@@ -789,41 +836,7 @@ def test_kueue_queues_a_training_beyond_its_quota_and_admits_it_when_the_first_i
     kueue = start_kueue(control_plane, k8s_binaries, tmp_path / "kueue")
     try:
         one_training = small(mirror)["resources"]
-        queues = [
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "ResourceFlavor",
-                "metadata": {"name": "default"},
-            },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "ClusterQueue",
-                "metadata": {"name": f"{namespace}-trainings"},
-                "spec": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                    "resourceGroups": [
-                        {
-                            "coveredResources": ["cpu", "memory"],
-                            "flavors": [
-                                {
-                                    "name": "default",
-                                    "resources": [
-                                        {"name": "cpu", "nominalQuota": one_training["cpu"]},
-                                        {"name": "memory", "nominalQuota": one_training["memory"]},
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                },
-            },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "LocalQueue",
-                "metadata": {"name": "team", "namespace": namespace},
-                "spec": {"clusterQueue": f"{namespace}-trainings"},
-            },
-        ]
+        queues = kueue_queues(namespace, cpu=one_training["cpu"], memory=one_training["memory"])
         for document in queues:
             apply(control_plane, document, tmp_path)
 
@@ -866,15 +879,102 @@ def test_kueue_queues_a_training_beyond_its_quota_and_admits_it_when_the_first_i
         log = operator.operator_log()
         assert "cannot list Kueue Workloads" not in log
     finally:
-        # Kueue's finalizers on Workloads and queues are Kueue's to remove: delete them while it runs.
-        control_plane.kubectl("delete", "mnisttrainings", "--all", "-n", namespace, "--timeout=60s")
-        for what in (
-            ("workloads", "--all", "-n", namespace),
-            ("localqueue", "team", "-n", namespace),
-            ("clusterqueue", f"{namespace}-trainings"),
-            ("resourceflavor", "default"),
-        ):
-            control_plane.kubectl("delete", *what, "--ignore-not-found", "--timeout=60s")
+        delete_kueue_objects(control_plane, namespace)
+        kueue.stop()
+
+
+PAIR_EPOCHS = 6
+
+
+def test_two_workers_are_one_gang_for_kueue_find_each_other_by_dns_and_survive_a_killed_worker(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    operator: Release,
+    mirror: ClusterMirror,
+    core: Any,
+    custom: Any,
+    batch: Any,
+    namespace: str,
+    k8s_binaries: Binaries,
+    tmp_path: Path,
+) -> None:
+    """Issue 15 on the real nodes (issue 16's gang admission with it): a 2-worker training is one
+    Indexed Job and one Kueue Workload of 2 pods, admitted whole within a quota of exactly two workers
+    (a single training behind it waits); its pods, on the two nodes' networks, reach each other by the
+    headless Service's names; worker 1 SIGKILLed mid-epoch restarts the set, which resumes after the
+    last finished epoch, and the training succeeds with every epoch once in its history."""
+    kueue = start_kueue(control_plane, k8s_binaries, tmp_path / "kueue")
+    try:
+        worker = {"cpu": "500m", "memory": "1536Mi"}
+        for document in kueue_queues(namespace, cpu="1", memory="3Gi"):
+            apply(control_plane, document, tmp_path)
+        volume = make_claim(core, namespace, "models", tmp_path / "models")
+        pair = small(
+            mirror,
+            model="convnet",
+            workers=2,
+            epochs=PAIR_EPOCHS,
+            resources=worker,
+            output={"claimName": "models"},
+        )
+        apply(control_plane, queued(sample_training(namespace, "pair", **pair), "team"), tmp_path)
+        wait_for(
+            lambda: (training_status(custom, namespace, "pair").get("epoch") or 0) >= 1,
+            timeout=300,
+            what="the pair's first epoch",
+        )
+        apply(control_plane, queued(sample_training(namespace, "single", **small(mirror)), "team"), tmp_path)
+        wait_for_phase(custom, namespace, "single", "Queued", timeout=60)
+
+        job = batch.read_namespaced_job("pair-trainer", namespace)
+        assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism) == ("Indexed", 2, 2)
+        assert job.spec.pod_replacement_policy == "Failed"
+        service = core.read_namespaced_service("pair-trainer", namespace)
+        assert service.spec.cluster_ip == "None" and service.spec.publish_not_ready_addresses is True
+        workloads = json.loads(
+            control_plane.kubectl("get", "workloads", "-n", namespace, "-o", "json", check=True).stdout
+        )["items"]
+        (gang,) = [w for w in workloads if w["metadata"]["ownerReferences"][0]["name"] == "pair-trainer"]
+        assert [pod_set["count"] for pod_set in gang["spec"]["podSets"]] == [2], gang["spec"]["podSets"]
+        assert any(c["type"] == "Admitted" and c["status"] == "True" for c in gang["status"]["conditions"])
+        print(control_plane.kubectl("get", "mnisttrainings", "-n", namespace, check=True).stdout)
+        print(control_plane.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=True).stdout)
+
+        def index_of(pod: Any) -> str:
+            return str(pod.metadata.annotations["batch.kubernetes.io/job-completion-index"])
+
+        pods = {index_of(p): p for p in pods_of(core, namespace, "pair") if p.status.phase == "Running"}
+        chief_log = cluster.logs(namespace, pods["0"].metadata.name)
+        hosts = [f"pair-trainer-{i}.pair-trainer.{namespace}.svc:2222" for i in (0, 1)]
+        assert f"waiting for every worker to join: {', '.join(hosts)}" in chief_log, chief_log[-3000:]
+        assert "all 2 workers joined: 2 replicas in sync" in chief_log
+
+        finished = training_status(custom, namespace, "pair").get("epoch") or 0
+        assert finished < PAIR_EPOCHS, "the pair must still be training when worker 1 is killed"
+        running = pods["1"].status.container_statuses[0].container_id.partition("://")[2]
+        for pid in cluster.nodes.container_pids([running]):
+            os.kill(pid, signal.SIGKILL)  # what a lost node does to a worker: no SIGTERM, no goodbye
+
+        status = wait_for_phase(custom, namespace, "pair", "Succeeded", timeout=420)
+        assert status["epoch"] == PAIR_EPOCHS and status.get("workers") == 2, status
+        report = json.loads((volume / namespace / "pair" / "metrics.json").read_text())
+        assert [entry["epoch"] for entry in report["history"]] == list(range(1, PAIR_EPOCHS + 1))
+        every_pod = sorted(pods_of(core, namespace, "pair"), key=lambda p: p.metadata.creation_timestamp)
+        failed = [p for p in every_pod if p.status.phase == "Failed"]
+        assert "1" in {index_of(p) for p in failed}, "worker 1's killed pod is a failed pod of the Job"
+        last_chief = [p for p in every_pod if index_of(p) == "0"][-1]
+        resumed = re.findall(r"resuming at epoch (\d+)/", cluster.logs(namespace, last_chief.metadata.name))
+        # At most the epoch in progress was redone: the set resumed after an epoch finished before the kill.
+        assert resumed and int(resumed[-1]) - 1 >= finished, (resumed, finished)
+        print(
+            f"worker 1 killed after epoch {finished}; {len(failed)} failed pods; resumed at epoch "
+            f"{resumed[-1]}; test accuracy {report['test']['accuracy']:.4f}"
+        )
+        print(control_plane.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=True).stdout)
+        wait_for_phase(custom, namespace, "single", "Succeeded", timeout=180)
+        print(control_plane.kubectl("get", "mnisttrainings", "-n", namespace, check=True).stdout)
+    finally:
+        delete_kueue_objects(control_plane, namespace)
         kueue.stop()
 
 
