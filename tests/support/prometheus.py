@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from tests.support.k8s import processes
 from tests.support.servers import free_port
 
 
@@ -112,13 +113,7 @@ class Prometheus:
         return alerts
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, grace=15)
 
 
 def start_prometheus(
@@ -141,19 +136,17 @@ def start_prometheus(
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
     log = workdir / "prometheus.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                prometheus_binary(),
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    process = processes.spawn(
+        [
+            prometheus_binary(),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ],
+        log_path=log,
+    )
     prometheus = Prometheus(f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

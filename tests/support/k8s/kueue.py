@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from tests.support.k8s import processes
 from tests.support.k8s.binaries import Binaries, pinned_versions
 from tests.support.k8s.controlplane import ControlPlane
 from tests.support.k8s.pki import Pki
@@ -80,13 +81,7 @@ class Kueue:
         # Webhooks first: with Kueue gone, a registered webhook (failurePolicy Fail) would refuse Jobs.
         for kind, name in self.webhooks:
             self.plane.kubectl("delete", kind, name, "--ignore-not-found", "--wait=false")
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, grace=20)
         self.plane.kubectl("delete", "-f", str(self.crds), "--ignore-not-found", "--wait=false")
         self.plane.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
 
@@ -137,12 +132,10 @@ def start_kueue(plane: ControlPlane, binaries: Binaries, run_dir: Path, timeout:
           --kubeconfig={plane.admin_kubeconfig} --zap-log-level=info
         """
     )
-    with (run_dir / "kueue.log").open("wb") as log:
-        process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-ec", script],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = processes.spawn(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-ec", script],
+        log_path=run_dir / "kueue.log",
+    )
     kueue = Kueue(plane, process, run_dir, crds)
     try:
         _wait_ready(kueue, f"http://127.0.0.1:{health_port}/readyz", timeout)
