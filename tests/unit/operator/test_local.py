@@ -1,11 +1,21 @@
 """A local run's identity is its spec: the same spec resumes its own files, another spec never does."""
 
 import io
+import json
+import re
 from pathlib import Path
 
 from mnist_api import ExitCode, MnistTraining, describe_exit_code, load_manifest_file
+from mnist_api.distribution import COMPLETION_INDEX_ANNOTATION
 from mnist_operator.cli import apply_overrides
-from mnist_operator.local import as_local_run, local_run_uid, result_lines
+from mnist_operator.local import (
+    TrainerProcess,
+    as_local_run,
+    local_children,
+    local_environment,
+    local_run_uid,
+    result_lines,
+)
 
 SAMPLE = Path(__file__).resolve().parents[3] / "manifests" / "samples" / "mnist-training.yaml"
 
@@ -126,3 +136,41 @@ def test_local_claims_are_folders_and_a_named_training_is_in_runs(tmp_path: Path
     assert config.base_model_path == f"{(tmp_path / 'm').resolve()}/a/model.keras"
     assert config.predict_dir == f"{runs.resolve()}/claims/digits/batch-1"
     assert config.dataset_dir == f"{runs.resolve()}/claims/images"
+
+
+def test_two_local_workers_get_loopback_addresses_in_the_pods_environment(tmp_path: Path) -> None:
+    env = local_environment(sample("spec.workers=2"), tmp_path, None)
+    hosts = json.loads(env["MNIST_WORKER_HOSTS"])
+    assert env["MNIST_WORKERS"] == "2" and len(set(hosts)) == 2
+    assert all(re.fullmatch(r"localhost:\d+", host) for host in hosts)
+    assert json.loads(local_environment(sample(), tmp_path, None)["MNIST_WORKER_HOSTS"]) == []
+
+
+def test_a_worker_set_is_reported_as_an_indexed_jobs_pods() -> None:
+    running = [TrainerProcess(f"pair-local-{i}-1", "t0", index=i) for i in (0, 1)]
+    job, pods = local_children(running, workers=2)
+    assert job is not None and job["status"]["active"] == 2 and job["status"]["ready"] == 2
+    assert [p["metadata"]["annotations"][COMPLETION_INDEX_ANNOTATION] for p in pods] == ["0", "1"]
+
+    # Worker 1 killed, worker 0 stopped: both failed pods stay; the restarted set runs.
+    ended = [
+        TrainerProcess("pair-local-0-1", "t0", ExitCode.INTERRUPTED, "t5", 0),
+        TrainerProcess("pair-local-1-1", "t0", 137, "t4", 1),
+    ]
+    restarted = [TrainerProcess(f"pair-local-{i}-2", "t6", index=i) for i in (0, 1)]
+    job, pods = local_children(ended + restarted, workers=2)
+    assert job is not None and (job["status"]["failed"], job["status"]["active"]) == (2, 2)
+    assert "conditions" not in job["status"], "a set that restarts has not failed"
+    assert [p["status"]["phase"] for p in pods] == ["Failed", "Failed", "Running", "Running"]
+
+    done = [TrainerProcess(f"pair-local-{i}-2", "t6", 0, "t9", i) for i in (0, 1)]
+    job, _ = local_children(ended + done, workers=2)
+    assert job is not None and job["status"]["conditions"][0]["type"] == "Complete"
+    job, _ = local_children(ended, workers=2, gave_up=True)
+    assert job is not None and job["status"]["conditions"][0]["reason"] == "BackoffLimitExceeded"
+
+
+def test_a_single_workers_failure_fails_the_job_at_once_as_before() -> None:
+    job, pods = local_children([TrainerProcess("one-local", "t0", 66, "t1")])
+    assert job is not None and job["status"]["conditions"][0]["reason"] == "PodFailurePolicy"
+    assert "annotations" not in pods[0]["metadata"] and "ready" not in job["status"]
