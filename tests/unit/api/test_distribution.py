@@ -1,6 +1,7 @@
 """The multi-worker contract: worker addresses, indexes and TF_CONFIG, as both sides build them."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,22 +14,7 @@ from mnist_api.distribution import (
     worker_index,
 )
 from mnist_api.env import EnvContractError, TrainerConfig
-
-BASE = {
-    "MNIST_NAMESPACE": "team-a",
-    "MNIST_NAME": "pair",
-    "MNIST_UID": "u",
-    "MNIST_DATASET": "mnist",
-    "MNIST_DATA_DIR": "/data",
-    "MNIST_OUTPUT_DIR": "/out",
-    "MNIST_MODEL": "convnet",
-    "MNIST_EPOCHS": "2",
-    "MNIST_BATCH_SIZE": "64",
-    "MNIST_LEARNING_RATE": "0.001",
-    "MNIST_OPTIMIZER": "adam",
-    "MNIST_VALIDATION_SPLIT": "0.1",
-    "MNIST_EXPORT_FORMATS": '["keras"]',
-}
+from tests.conftest import contract_env
 
 
 def test_cluster_hosts_are_the_indexed_pods_under_the_headless_service_with_the_namespace() -> None:
@@ -57,9 +43,9 @@ def test_the_worker_index_comes_from_the_job_completion_index() -> None:
             worker_index(bad, 2)
 
 
-def test_the_environment_round_trips_the_workers_and_refuses_a_missing_address() -> None:
+def test_the_environment_round_trips_the_workers_and_refuses_a_missing_address(tmp_path: Path) -> None:
     hosts = cluster_worker_hosts("pair-trainer", 2, "team-a")
-    env = BASE | {"MNIST_WORKERS": "2", "MNIST_WORKER_HOSTS": json.dumps(hosts)}
+    env = contract_env(tmp_path, None, MNIST_WORKERS="2", MNIST_WORKER_HOSTS=json.dumps(hosts))
     config = TrainerConfig.from_env(env)
     assert (config.workers, config.worker_hosts) == (2, hosts)
     assert TrainerConfig.from_env(config.to_env()) == config
