@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import socket
@@ -371,6 +372,7 @@ def train_locally(
     table = LiveTable(out)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     child_env = {k: v for k, v in base_environ.items() if not k.startswith("MNIST_")} | dict(env)
+    child_env = shared_cpu_threads(child_env, training.spec.workers)
     workers = WorkerSet(
         f"{meta.name}-local",
         training.spec.workers,
@@ -427,6 +429,16 @@ def train_locally(
     ):
         out.write(line + "\n")
     return code
+
+
+def shared_cpu_threads(env: Mapping[str, str], workers: int) -> dict[str, str]:
+    """Workers on one machine share its cores: each gets its share as TensorFlow's thread pools (a
+    variable the user set wins). Each would otherwise size its pools to every core, and the workers'
+    threads would preempt each other in the middle of their collectives."""
+    if workers <= 1:
+        return dict(env)
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    return {"TF_NUM_INTRAOP_THREADS": share, "TF_NUM_INTEROP_THREADS": share} | dict(env)
 
 
 class WorkerSet:

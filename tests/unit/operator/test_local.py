@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from mnist_operator.local import (
     local_environment,
     local_run_uid,
     result_lines,
+    shared_cpu_threads,
 )
 
 SAMPLE = Path(__file__).resolve().parents[3] / "manifests" / "samples" / "mnist-training.yaml"
@@ -174,3 +176,11 @@ def test_a_single_workers_failure_fails_the_job_at_once_as_before() -> None:
     job, pods = local_children([TrainerProcess("one-local", "t0", 66, "t1")])
     assert job is not None and job["status"]["conditions"][0]["reason"] == "PodFailurePolicy"
     assert "annotations" not in pods[0]["metadata"] and "ready" not in job["status"]
+
+
+def test_local_workers_share_the_cores_unless_the_user_sized_the_pools() -> None:
+    shared = shared_cpu_threads({"PATH": "/bin"}, 2)
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert shared["TF_NUM_INTRAOP_THREADS"] == shared["TF_NUM_INTEROP_THREADS"] == share
+    assert shared_cpu_threads({"TF_NUM_INTRAOP_THREADS": "7"}, 2)["TF_NUM_INTRAOP_THREADS"] == "7"
+    assert "TF_NUM_INTRAOP_THREADS" not in shared_cpu_threads({}, 1)
