@@ -32,6 +32,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Loss", "type": "number", "jsonPath": ".status.loss"},
     {"name": "Test-Acc", "type": "number", "jsonPath": ".status.testAccuracy", "priority": 1},
     {"name": "Predicted", "type": "integer", "jsonPath": ".status.predictedImages", "priority": 1},
+    {"name": "Workers", "type": "string", "jsonPath": ".status.workerReadiness", "priority": 1},
     {"name": "Pod", "type": "string", "jsonPath": ".status.podName", "priority": 1},
     {"name": "Model", "type": "string", "jsonPath": ".status.modelPath", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

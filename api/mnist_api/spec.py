@@ -377,7 +377,15 @@ class ReleaseCriteriaSpec(SpecModel):
 
 
 class RunPolicySpec(SpecModel):
-    backoff_limit: int = Field(3, ge=0, le=100, description="Retries of a failed trainer pod.")
+    backoff_limit: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Retries of a failed training: of its trainer pod, or with workers above 1 of the "
+        "whole set of workers, which restarts together (one lost worker fails the others, exit code 75 "
+        "WorkerLost), so the Job allows backoffLimit times workers failed pods. An evicted or preempted pod "
+        "does not count, but the failures of its peers do.",
+    )
     active_deadline_seconds: int | None = Field(
         None, ge=1, description="Seconds the whole training may take before it is stopped and failed."
     )

@@ -90,9 +90,37 @@ class MnistTrainingStatus(StatusModel):
         None, description="Where the predictions went (task predict): the HDF5 and CSV files' folder."
     )
     job_name: str | None = Field(None, description="The batch/v1 Job that runs the trainer.")
-    pod_name: str | None = Field(None, description="The Job's latest trainer pod (kubectl logs reads it).")
+    pod_name: str | None = Field(
+        None,
+        description="The Job's latest trainer pod (kubectl logs reads it); with workers above 1, the latest "
+        "pod of worker 0, the chief, which logs the training's progress.",
+    )
     attempts: int | None = Field(
-        None, description="Trainer pods started so far: failed ones plus the running or finished one."
+        None,
+        description="Trainer pods started so far: failed ones plus the running or finished one (with workers "
+        "above 1, plus every running or finished worker's).",
+    )
+    workers: int | None = Field(
+        None, description="Trainer pods training together (spec.workers); set only when above 1."
+    )
+    workers_ready: int | None = Field(
+        None,
+        description="Workers whose pod is Ready (the Job's status.ready); set only with workers above 1.",
+    )
+    workers_running: int | None = Field(
+        None,
+        description="Workers whose pod is running or starting (the Job's status.active); set only with "
+        "workers above 1.",
+    )
+    worker_readiness: str | None = Field(
+        None,
+        description="Ready workers of all, e.g. 1/2 (the Workers column); set only with workers above 1.",
+    )
+    failed_worker: int | None = Field(
+        None,
+        description="The index (0 is the chief) of the worker whose failure last restarted the workers: the "
+        "pod's batch.kubernetes.io/job-completion-index. The others then fail as WorkerLost (exit code 75), "
+        "so a WorkerLost worker is named only when the lost one's own failure is unknown.",
     )
     start_time: str | None = Field(None, description="When the Job started (RFC 3339).")
     completion_time: str | None = Field(None, description="When the Job succeeded or failed (RFC 3339).")

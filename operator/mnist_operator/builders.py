@@ -1,13 +1,17 @@
 """Pure builders: a training's children as plain dicts, ready to send to the API server.
 
 Nothing here talks to the cluster; every field is derived from the resource and the operator's Config,
-so the unit tests can check all of them.
+so the unit tests can check all of them. A training of ``spec.workers: N > 1`` has two children: one
+Indexed Job of N pods and a headless Service named like the Job that gives each pod a DNS name
+(``mnist_api.distribution``); a single-worker training has only its Job, exactly as before workers.
 """
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from mnist_api import MnistTraining, codes_that_fail_at_once, pod_env
+from mnist_api.distribution import WORKER_PORT, WORKER_PORT_NAME, cluster_worker_hosts
 from mnist_api.layout import (
     BASE_MODEL_MOUNT_PATH,
     DATA_MOUNT_PATH,
@@ -18,11 +22,17 @@ from mnist_api.layout import (
 )
 
 from .config import Config
-from .naming import TRAINER_CONTAINER, child_labels, job_name, kueue_labels
+from .naming import TRAINER_CONTAINER, child_labels, job_name, kueue_labels, worker_selector
 
 GPU_RESOURCE = "nvidia.com/gpu"
 # The taint the NVIDIA device plugin's docs (and EKS GPU node groups) put on GPU nodes.
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+# A Service's name is a DNS-1035 label: unlike a Job's, it must start with a letter.
+SERVICE_NAME_PATTERN: Final = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+class UnrunnableTrainingError(ValueError):
+    """The training's children cannot exist as specified (no retry can help): the training fails."""
 
 
 def owner_reference(training: MnistTraining) -> dict[str, Any]:
@@ -46,10 +56,11 @@ def build_trainer_job(
     ``base_model_claim`` is the claim holding spec.baseModel: its own claimName, or the output claim of
     the training it names (which only the API server knows: ``Trainings`` looks it up)."""
     run_policy = training.spec.run_policy
+    workers = training.spec.workers
     labels = child_labels(training)
     queue = kueue_labels(training)
     job_spec: dict[str, Any] = {
-        "backoffLimit": run_policy.backoff_limit,
+        "backoffLimit": job_backoff_limit(training),
         # A queued Job starts suspended and Kueue unsuspends it on admission (its webhook would suspend
         # it too; creating it so leaves no moment in which a pod could start unadmitted).
         "suspend": run_policy.suspend or bool(queue),
@@ -61,6 +72,19 @@ def build_trainer_job(
     }
     if run_policy.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = run_policy.active_deadline_seconds
+    if workers > 1:
+        job_spec.update(
+            {
+                # One pod per worker, all at once (the workers wait for each other at the first step);
+                # the Job controller gives each its index (JOB_COMPLETION_INDEX) and hostname <job>-<i>.
+                "completions": workers,
+                "parallelism": workers,
+                "completionMode": "Indexed",
+                # A replacement starts only once the pod it replaces is gone: two pods of one index
+                # would both answer to the worker's DNS name.
+                "podReplacementPolicy": "Failed",
+            }
+        )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -71,6 +95,45 @@ def build_trainer_job(
             "ownerReferences": [owner_reference(training)],
         },
         "spec": job_spec,
+    }
+
+
+def job_backoff_limit(training: MnistTraining) -> int:
+    """The Job's backoffLimit, which counts failed pods, for ``spec.runPolicy.backoffLimit``, which
+    counts restarts of the training. When one of N workers fails, the others fail too (WorkerLost, once
+    TensorFlow notices the lost peer), so one restart of the set costs up to N failed pods."""
+    return training.spec.run_policy.backoff_limit * training.spec.workers
+
+
+def build_worker_service(training: MnistTraining) -> dict[str, Any]:
+    """The headless Service of a multi-worker training: it gives each worker pod the DNS name
+    ``<job>-<index>.<job>.<namespace>.svc`` (``distribution.cluster_worker_hosts``). Built only for
+    ``spec.workers > 1``; owned by the training, so the garbage collector removes it with the Job."""
+    if training.spec.workers <= 1:
+        raise ValueError("a single-worker training has no worker Service")
+    name = job_name(training)
+    if not SERVICE_NAME_PATTERN.fullmatch(name):
+        raise UnrunnableTrainingError(
+            f"a multi-worker training's name must start with a letter: its headless Service is named "
+            f"{name!r} like its Job, and a Service name (DNS-1035 label) cannot start with a digit"
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": training.metadata.namespace,
+            "labels": child_labels(training),
+            "ownerReferences": [owner_reference(training)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            # The workers look each other up while starting, long before any of them could be Ready
+            # (a trainer pod has no readiness probe to pass until it runs): publish them at once.
+            "publishNotReadyAddresses": True,
+            "selector": worker_selector(training),
+            "ports": [{"name": WORKER_PORT_NAME, "port": WORKER_PORT, "targetPort": WORKER_PORT_NAME}],
+        },
     }
 
 
@@ -115,6 +178,8 @@ def build_pod_spec(
     }
     if config.trainer_service_account:
         pod["serviceAccountName"] = config.trainer_service_account
+    if spec.workers > 1:
+        pod["subdomain"] = job_name(training)  # the headless Service's name: DNS names for the workers
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
     if tolerations:
@@ -123,12 +188,15 @@ def build_pod_spec(
 
 
 def build_trainer_container(training: MnistTraining, config: Config, mounts: "Mounts") -> dict[str, Any]:
-    return {
+    workers = training.spec.workers
+    meta = training.metadata
+    hosts = cluster_worker_hosts(job_name(training), workers, meta.namespace) if workers > 1 else []
+    container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
         "image": training.spec.image or config.trainer_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": list(config.trainer_command),
-        "env": pod_env(training, default_pushgateway_url=config.pushgateway_url),
+        "env": pod_env(training, default_pushgateway_url=config.pushgateway_url, worker_hosts=hosts),
         "resources": build_resources(training),
         "volumeMounts": mounts.volume_mounts,
         "securityContext": {
@@ -139,6 +207,9 @@ def build_trainer_container(training: MnistTraining, config: Config, mounts: "Mo
         # The trainer writes its failure reason there; the log tail is the fallback for a crash.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if workers > 1:
+        container["ports"] = [{"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT}]
+    return container
 
 
 def build_resources(training: MnistTraining) -> dict[str, dict[str, str]]:

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from mnist_api.resource import GROUP, PLURAL, VERSION
 
 from . import opmetrics
+from .builders import UnrunnableTrainingError
 from .children import ChildWatches
 from .config import Config
 from .diffbase import LeanAnnotationsDiffBaseStorage
@@ -90,7 +91,7 @@ async def ensure_job(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         raise kopf.TemporaryError(str(error), delay=JOB_TAKEN_RETRY_SECONDS) from error
     except BaseModelNotReadyError as error:
         raise kopf.TemporaryError(str(error), delay=BASE_MODEL_RETRY_SECONDS) from error
-    except BaseModelUnusableError as error:
+    except (BaseModelUnusableError, UnrunnableTrainingError) as error:
         raise kopf.PermanentError(str(error)) from error
 
 

@@ -120,6 +120,18 @@ class Kube:
         path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
         await self.call("PATCH", path, body={"spec": {"suspend": suspend}}, content_type=MERGE_PATCH)
 
+    # -- Services -----------------------------------------------------------------------------------
+    async def create_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the Service, or return the one that exists (created by an earlier reconcile)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        services = f"/api/v1/namespaces/{namespace}/services"
+        try:
+            return await self.call("POST", services, body=body), True
+        except ApiError as error:
+            if error.status != 409:
+                raise
+        return await self.call("GET", f"{services}/{name}"), False
+
     # -- trainings ----------------------------------------------------------------------------------
     async def read_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The named training as stored, or None when there is none."""

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnist_api import Condition, ConditionType, MnistTraining, MnistTrainingStatus, Phase, describe_exit_code
+from mnist_api.distribution import CHIEF_INDEX
+from mnist_api.exit_codes import ExitCode
 from mnist_api.layout import MODEL_KERAS_FILE, PREDICTIONS_DIR
 from mnist_api.metrics import PREDICT_STAGE, TEST_STAGE, TRAIN_STAGE, metric_name
 from mnist_api.spec import Task
 
-from .naming import KUEUE_QUEUE_LABEL, TRAINER_CONTAINER, kueue_labels
+from .naming import COMPLETION_INDEX_ANNOTATION, KUEUE_QUEUE_LABEL, TRAINER_CONTAINER, kueue_labels
 
 FIGURE_DIGITS = 4
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -30,6 +32,8 @@ WAITING_PROBLEMS = IMAGE_PULL_REASONS | {
     "CreateContainerError",
     "CrashLoopBackOff",
 }
+# What a multi-worker training's survivors exit with when a peer is lost: a consequence, not a cause.
+WORKER_LOST_REASON = describe_exit_code(ExitCode.WORKER_LOST).reason
 # The keys the API server stores each field under, by field name; a name the model lacks is a KeyError.
 _STATUS_KEYS = {name: field.alias or name for name, field in MnistTrainingStatus.model_fields.items()}
 _CONDITION_KEYS = {name: field.alias or name for name, field in Condition.model_fields.items()}
@@ -100,8 +104,14 @@ def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's orde
     """``workload`` is Kueue's Workload of the Job (``state.workload_summary``) while the Job is queued."""
     previous = previous or {}
     task = training.spec.task
-    outcome = job_outcome(job, pods, task, workload)
-    latest_pod = _latest(pods)
+    workers = training.spec.workers
+    outcome = job_outcome(job, pods, task, workload, workers=workers)
+    # A multi-worker training's progress is logged by its chief: that is the pod kubectl logs wants.
+    latest_pod = (
+        _latest([p for p in pods if _worker_index(p) == CHIEF_INDEX] or pods)
+        if workers > 1
+        else _latest(pods)
+    )
     fields: dict[str, Any] = {
         "phase": outcome.phase,
         "observed_generation": training.metadata.generation,
@@ -115,13 +125,20 @@ def reduce_status(  # noqa: PLR0917 - the reducer's inputs, in the design's orde
     if job is not None:
         job_status = job.get("status") or {}
         fields["job_name"] = job["metadata"]["name"]
-        fields["attempts"] = int(job_status.get("failed", 0)) + int(
-            bool(job_status.get("active") or job_status.get("succeeded"))
-        )
+        if workers > 1:
+            fields["attempts"] = sum(
+                int(job_status.get(key) or 0) for key in ("failed", "active", "succeeded")
+            )
+        else:
+            fields["attempts"] = int(job_status.get("failed", 0)) + int(
+                bool(job_status.get("active") or job_status.get("succeeded"))
+            )
         fields["start_time"] = job_status.get("startTime")
         fields["completion_time"] = job_status.get("completionTime") or _condition_time(job, "Failed")
     if latest_pod is not None:
         fields["pod_name"] = latest_pod["metadata"]["name"]
+    if workers > 1:
+        fields.update(_worker_fields(workers, job, pods))
     claim = training.spec.output.claim_name
     if outcome.phase is Phase.SUCCEEDED and claim:
         meta = training.metadata
@@ -157,6 +174,8 @@ def job_outcome(
     pods: Sequence[Mapping[str, Any]],
     task: Task = Task.TRAIN,
     workload: Mapping[str, Any] | None = None,
+    *,
+    workers: int = 1,
 ) -> Outcome:
     if job is None:
         return Outcome(Phase.PENDING, "JobNotCreated", "the trainer Job does not exist yet")
@@ -164,12 +183,14 @@ def job_outcome(
         return Outcome(Phase.SUCCEEDED, "Completed", SUCCESS_MESSAGES[task])
     failed = _job_condition(job, "Failed")
     if failed:
-        return Outcome(Phase.FAILED, *_failure(failed, pods))
+        return Outcome(Phase.FAILED, *_failure(failed, pods, workers))
     if (job.get("spec") or {}).get("suspend"):
         queue = (job["metadata"].get("labels") or {}).get(KUEUE_QUEUE_LABEL)
         if queue:  # Kueue holds the Job until it admits its Workload: not the spec's doing
             return queued_outcome(queue, workload)
         return Outcome(Phase.SUSPENDED, "Suspended", "spec.runPolicy.suspend is true: no pod runs")
+    if workers > 1:
+        return _workers_outcome(job, pods, task, workers)
     latest = _latest(pods)
     if latest is not None:
         waiting = _trainer_state(latest).get("waiting") or {}
@@ -190,10 +211,12 @@ def job_outcome(
     return Outcome(Phase.PENDING, "PodPending", "waiting for the trainer pod to be scheduled and started")
 
 
-def _failure(condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+def _failure(
+    condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], workers: int = 1
+) -> tuple[str, str]:
     reason = condition.get("reason") or "Failed"
     message = condition.get("message") or ""
-    cause = _pod_failure_cause(pods)
+    cause = _pod_failure_cause(pods) if workers == 1 else _worker_failure_cause(pods, workers)
     if reason in ("PodFailurePolicy", "BackoffLimitExceeded") and cause is not None:
         cause_reason, cause_message = cause
         prefix = "" if reason == "PodFailurePolicy" else "backoff limit reached; last attempt: "
@@ -205,18 +228,121 @@ def _failure(condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) ->
 
 def _pod_failure_cause(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     for pod in sorted(pods, key=_created, reverse=True):
-        status = pod.get("status") or {}
-        if status.get("reason") == "Evicted":
-            return "Evicted", status.get("message") or "the pod was evicted"
-        terminated = _trainer_state(pod).get("terminated")
-        if terminated and terminated.get("exitCode", 0) != 0:
-            if terminated.get("reason") == "OOMKilled":
-                return "OOMKilled", "the trainer ran out of memory: raise spec.resources.memory"
-            info = describe_exit_code(int(terminated["exitCode"]))
-            detail = (terminated.get("message") or "").strip().splitlines()
-            text = f"exit code {terminated['exitCode']}: {info.description}"
-            return info.reason, text + (f" ({detail[-1]})" if detail else "")
+        cause = _failure_of(pod)
+        if cause is not None:
+            return cause
     return None
+
+
+def _failure_of(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why this pod failed (reason, message), or None when it did not."""
+    status = pod.get("status") or {}
+    if status.get("reason") == "Evicted":
+        return "Evicted", status.get("message") or "the pod was evicted"
+    terminated = _trainer_state(pod).get("terminated")
+    if terminated and terminated.get("exitCode", 0) != 0:
+        if terminated.get("reason") == "OOMKilled":
+            return "OOMKilled", "the trainer ran out of memory: raise spec.resources.memory"
+        info = describe_exit_code(int(terminated["exitCode"]))
+        detail = (terminated.get("message") or "").strip().splitlines()
+        text = f"exit code {terminated['exitCode']}: {info.description}"
+        return info.reason, text + (f" ({detail[-1]})" if detail else "")
+    return None
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    index: int | None
+    pod: str
+    reason: str
+    message: str
+
+    def describe(self) -> str:
+        worker = "a worker" if self.index is None else f"worker {self.index}"
+        return f"{worker} (pod {self.pod}): {self.message}"
+
+
+def _worker_failure(pods: Sequence[Mapping[str, Any]], workers: int) -> WorkerFailure | None:
+    """The failure that last restarted a multi-worker training's workers.
+
+    When one worker fails, its peers fail after it as WorkerLost (exit code 75) once TensorFlow notices:
+    the latest failure is then a survivor's, which says nothing of the cause. So, newest first, the
+    first failure of another kind is the cause, unless all N-1 survivors of a restart (and more) came
+    first, which means the lost worker's own failure is unknown (its pod vanished with its node, say):
+    then the latest failure stands for it."""
+    failures = [(pod, cause) for pod in pods if (cause := _failure_of(pod)) is not None]
+    failures.sort(key=lambda item: (_failed_at(item[0]), item[0]["metadata"]["name"]), reverse=True)
+    chosen = next(iter(failures), None)
+    for survivors_before, (pod, cause) in enumerate(failures):
+        if survivors_before >= workers:
+            break
+        if cause[0] != WORKER_LOST_REASON:
+            chosen = (pod, cause)
+            break
+    if chosen is None:
+        return None
+    pod, (reason, message) = chosen
+    return WorkerFailure(_worker_index(pod), pod["metadata"]["name"], reason, message)
+
+
+def _worker_failure_cause(pods: Sequence[Mapping[str, Any]], workers: int) -> tuple[str, str] | None:
+    failure = _worker_failure(pods, workers)
+    return (failure.reason, failure.describe()) if failure is not None else None
+
+
+def _workers_outcome(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], task: Task, workers: int
+) -> Outcome:
+    """A running multi-worker Job: it trains only while every worker runs, since each step waits for all
+    of them. Each worker's latest pod is its current one (earlier ones failed and were replaced)."""
+    current = _latest_by_index(pods)
+    for index, pod in sorted(current.items()):
+        waiting = _trainer_state(pod).get("waiting") or {}
+        if waiting.get("reason") in WAITING_PROBLEMS:
+            problem = waiting.get("message") or waiting["reason"]
+            return Outcome(
+                Phase.PENDING, waiting["reason"], f"worker {index} (pod {pod['metadata']['name']}): {problem}"
+            )
+    phases = [_pod_phase(current[index]) if index in current else None for index in range(workers)]
+    if all(phase == "Running" for phase in phases):
+        chief = current[CHIEF_INDEX]["metadata"]["name"]
+        return Outcome(
+            Phase.RUNNING,
+            "TrainerRunning",
+            f"{workers} workers are {RUNNING_VERBS[task]}; worker 0, the chief, is pod {chief}",
+        )
+    if "Succeeded" in phases and all(phase in ("Running", "Succeeded") for phase in phases):
+        return Outcome(Phase.RUNNING, "TrainerFinished", "the workers succeeded; the Job is completing")
+    if (job.get("status") or {}).get("failed") or "Failed" in phases:
+        failure = _worker_failure(pods, workers)
+        if failure is None:
+            return Outcome(Phase.PENDING, "Retrying", "a failed attempt is retried")
+        return Outcome(
+            Phase.PENDING,
+            "Retrying",
+            f"retrying after {failure.reason} of {failure.describe()}; the workers restart together",
+        )
+    running = phases.count("Running")
+    return Outcome(
+        Phase.PENDING,
+        "PodPending",
+        f"waiting for the worker pods to be scheduled and started ({running} of {workers} running)",
+    )
+
+
+def _worker_fields(
+    workers: int, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    job_status = (job or {}).get("status") or {}
+    ready = int(job_status.get("ready") or 0)
+    failure = _worker_failure(pods, workers)
+    return {
+        "workers": workers,
+        "workers_ready": ready,
+        "workers_running": int(job_status.get("active") or 0),
+        "worker_readiness": f"{ready}/{workers}",
+        "failed_worker": failure.index if failure is not None else None,
+    }
 
 
 def _last_failure_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
@@ -372,3 +498,25 @@ def _created(pod: Mapping[str, Any]) -> str:
 
 def _latest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(pods, key=lambda p: (_created(p), p["metadata"]["name"]), default=None)
+
+
+def _worker_index(pod: Mapping[str, Any]) -> int | None:
+    """The pod's worker index: its completion index, which the Job controller annotates it with."""
+    text = str((pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX_ANNOTATION, ""))
+    return int(text) if text.isdigit() else None
+
+
+def _latest_by_index(pods: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    by_index: dict[int, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        index = _worker_index(pod)
+        if index is not None:
+            by_index.setdefault(index, []).append(pod)
+    return {index: latest for index, group in by_index.items() if (latest := _latest(group)) is not None}
+
+
+def _failed_at(pod: Mapping[str, Any]) -> str:
+    """When the pod failed: its trainer's finish time (RFC 3339 UTC, so text order is time order), else
+    its creation time (an evicted pod may have no terminated container)."""
+    terminated = _trainer_state(pod).get("terminated") or {}
+    return str(terminated.get("finishedAt") or _created(pod))

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from mnist_api import MnistTraining, validate_resource
 
-from .naming import KUEUE_QUEUE_LABEL, LABEL_NAME, LABEL_UID
+from .naming import COMPLETION_INDEX_ANNOTATION, KUEUE_QUEUE_LABEL, LABEL_NAME, LABEL_UID
 
 Key = tuple[str, str]  # namespace, name
 ChildKind = Literal["job", "pod"]
@@ -151,9 +151,14 @@ def workload_summary(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A pod's identity, creation time (which attempt is the latest) and status."""
+    """A pod's identity, creation time (which attempt is the latest), worker index (the completion index
+    of an Indexed Job's pod) and status."""
+    metadata = body.get("metadata") or {}
     identity = _identity(body)
-    identity["creationTimestamp"] = (body.get("metadata") or {}).get("creationTimestamp")
+    identity["creationTimestamp"] = metadata.get("creationTimestamp")
+    annotations = metadata.get("annotations") or {}
+    if COMPLETION_INDEX_ANNOTATION in annotations:
+        identity["annotations"] = {COMPLETION_INDEX_ANNOTATION: annotations[COMPLETION_INDEX_ANNOTATION]}
     return {"metadata": identity, "status": plain(body.get("status") or {})}
 
 

@@ -1,5 +1,6 @@
-"""Creating and forgetting trainings: each new resource gets its Job, edits it can honour reach the Job,
-a deleted one takes its metrics along, and a finished one goes after its TTL."""
+"""Creating and forgetting trainings: each new resource gets its Job (and, with several workers, the
+headless Service that names them), edits it can honour reach the Job, a deleted one takes its metrics
+along, and a finished one goes after its TTL."""
 
 import datetime
 from collections.abc import Mapping
@@ -9,7 +10,7 @@ from mnist_api import MnistTraining, Phase
 from mnist_api.spec import ExportFormat, Task
 
 from . import opmetrics
-from .builders import build_trainer_job
+from .builders import UnrunnableTrainingError, build_trainer_job, build_worker_service
 from .config import Config
 from .kube import Kube
 from .naming import KUEUE_QUEUE_LABEL, job_name, kueue_labels
@@ -20,8 +21,8 @@ from .status_writer import FINAL_PHASES, EventPoster, StatusWriter
 
 
 class JobTakenError(Exception):
-    """A Job of the training's name belongs to another resource (a deleted one of the same name, not yet
-    garbage-collected): try again shortly."""
+    """A Job (or worker Service) of the training's name belongs to another resource (a deleted one of the
+    same name, not yet garbage-collected): try again shortly."""
 
 
 class BaseModelNotReadyError(Exception):
@@ -51,12 +52,14 @@ class Trainings:
         self.post_event = post_event
 
     async def ensure_job(self, body: Mapping[str, Any]) -> str:
-        """Create the training's Job unless it exists; idempotent across operator restarts."""
+        """Create the training's Job unless it exists; idempotent across operator restarts. A multi-worker
+        training's headless Service comes first: its workers look each other up as soon as they start."""
         training = validate_training(body)
         try:
             claim = await self.base_model_claim(training)
-        except (BaseModelNotReadyError, BaseModelUnusableError) as error:
-            final = isinstance(error, BaseModelUnusableError)
+            service = build_worker_service(training) if training.spec.workers > 1 else None
+        except (BaseModelNotReadyError, BaseModelUnusableError, UnrunnableTrainingError) as error:
+            final = not isinstance(error, BaseModelNotReadyError)
             phase = Phase.FAILED if final else Phase.PENDING
             meta = training.metadata
             await self.kube.patch_training_status(
@@ -67,13 +70,11 @@ class Trainings:
                 ),
             )
             raise
+        if service is not None:
+            service, _ = await self.kube.create_service(service)
+            _check_owner(training, "Service", service)
         job, created = await self.kube.create_job(build_trainer_job(training, self.config, claim))
-        owners = [ref.get("uid") for ref in job["metadata"].get("ownerReferences") or []]
-        if training.metadata.uid not in owners:
-            raise JobTakenError(
-                f"Job {job['metadata']['name']} exists but belongs to another resource (uid {owners}); "
-                "it will be garbage-collected, retrying"
-            )
+        _check_owner(training, "Job", job)
         if created:
             opmetrics.TRAININGS_CREATED.inc()
             self.post_event(body, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
@@ -184,3 +185,13 @@ class Trainings:
             return False
         await self.kube.delete_training(training.metadata.namespace, training.metadata.name, uid)
         return True
+
+
+def _check_owner(training: MnistTraining, kind: str, child: Mapping[str, Any]) -> None:
+    """A child found under the training's name is ours only if the training owns it."""
+    owners = [ref.get("uid") for ref in child["metadata"].get("ownerReferences") or []]
+    if training.metadata.uid not in owners:
+        raise JobTakenError(
+            f"{kind} {child['metadata']['name']} exists but belongs to another resource (uid {owners}); "
+            "it will be garbage-collected, retrying"
+        )

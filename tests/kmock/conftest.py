@@ -37,6 +37,7 @@ def kube(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
     kmock.resources[CRD] = info(kind="MnistTraining", namespaced=True, verbs=verbs, subresources={"status"})
     kmock.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=verbs, subresources={"status"})
     kmock.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=verbs, subresources={"status"})
+    kmock.resources["v1/services"] = info(kind="Service", namespaced=True, verbs=verbs)
     kmock.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=verbs)
     # kopf waits for these two in discovery before it starts any watcher, even cluster-wide.
     kmock.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs=verbs)

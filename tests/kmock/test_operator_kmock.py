@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from mnist_api import load_manifests
 from mnist_api.metrics import grouping_key
-from mnist_operator.builders import build_trainer_job
+from mnist_operator.builders import build_trainer_job, build_worker_service
 from mnist_operator.config import Config
 from mnist_operator.naming import child_labels
 from tests.kmock.conftest import Api, eventually, running_operator
@@ -79,6 +79,50 @@ async def test_create_makes_exactly_the_built_job(
     # kmock sets no resourceVersion, so kopf cannot tell a stale event from a fresh one and may run the
     # idempotent create handler again: what must hold is that exactly one Job exists.
     assert jobs_created(kube) >= 1 and len(job_objects(kube)) == 1
+
+
+async def test_a_two_worker_training_gets_a_headless_service_and_an_indexed_job(
+    kube: kmock.KubernetesEmulator, api: Api, operator_env: dict[str, str]
+) -> None:
+    body = training_body(workers=2)
+    (training,) = load_manifests(yaml.safe_dump(body))
+    status = partial(training_status, kube)
+    async with running_operator():
+        await api.call("POST", TRAININGS, body)
+        job = await eventually(lambda: stored(kube, "batch/v1/jobs", "digits-trainer"), what="the Job")
+        service = stored(kube, "v1/services", "digits-trainer")  # created before the Job
+        assert service["spec"] == build_worker_service(training)["spec"]
+        assert service["metadata"]["ownerReferences"][0]["uid"] == "uid-digits"
+        assert job["spec"] == build_trainer_job(training, Config.from_env(operator_env))["spec"]
+        assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 2)
+        assert job["spec"]["template"]["spec"]["subdomain"] == "digits-trainer"
+
+        # Play the Job controller and the kubelet: both workers run, one of them Ready so far.
+        await api.call(
+            "PATCH",
+            f"{JOBS}/digits-trainer/status",
+            {"status": {"active": 2, "ready": 1, "startTime": "2026-11-23T10:00:00Z"}},
+            "application/merge-patch+json",
+        )
+        for index in (1, 0):
+            pod = {
+                "metadata": {
+                    "name": f"digits-trainer-{index}-x1",
+                    "namespace": "ml",
+                    "labels": build_labels(),
+                    "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
+                    "creationTimestamp": f"2026-11-23T10:00:0{2 - index}Z",
+                },
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [{"name": "trainer", "state": {"running": {}}}],
+                },
+            }
+            await api.call("POST", "/api/v1/namespaces/ml/pods", pod)
+        await eventually(lambda: status().get("phase") == "Running", what="phase Running")
+        assert (status()["workers"], status()["workersReady"], status()["workersRunning"]) == (2, 1, 2)
+        assert (status()["workerReadiness"], status()["podName"]) == ("1/2", "digits-trainer-0-x1")
+    assert len(job_objects(kube)) == 1
 
 
 async def test_an_operator_restart_creates_no_duplicate(

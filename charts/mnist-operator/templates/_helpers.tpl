@@ -136,6 +136,10 @@ ClusterRole or per watched namespace by a Role. Kept identical to manifests/rbac
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch]
+# Create a multi-worker training's headless Service (its workers' DNS names); read back one that exists.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create]
 # Follow trainer pods for phase, exit codes and failure reasons. Read-only.
 - apiGroups: [""]
   resources: [pods]

@@ -14,6 +14,8 @@ from mnist_operator.kube import ApiError
 @dataclass
 class FakeKube:
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    services: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)  # the kinds created, in order
     statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     suspends: list[tuple[str, str, bool]] = field(default_factory=list)
     deleted: list[tuple[str, str, str]] = field(default_factory=list)
@@ -31,6 +33,15 @@ class FakeKube:
         if key in self.jobs:
             return copy.deepcopy(self.jobs[key]), False
         self.jobs[key] = copy.deepcopy(body)
+        self.created.append("Job")
+        return copy.deepcopy(body), True
+
+    async def create_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.services:
+            return copy.deepcopy(self.services[key]), False
+        self.services[key] = copy.deepcopy(body)
+        self.created.append("Service")
         return copy.deepcopy(body), True
 
     async def patch_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:

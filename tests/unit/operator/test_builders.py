@@ -5,8 +5,9 @@ from typing import Any
 import pytest
 
 from mnist_api import TrainerConfig, load_manifests
+from mnist_api.distribution import WORKER_PORT, WORKER_PORT_NAME, cluster_worker_hosts
 from mnist_api.exit_codes import ExitCode
-from mnist_operator.builders import build_trainer_job
+from mnist_operator.builders import UnrunnableTrainingError, build_trainer_job, build_worker_service
 from mnist_operator.config import Config
 from mnist_operator.naming import child_name
 
@@ -229,3 +230,94 @@ def test_a_priority_class_without_a_queue_is_not_kueue_s_business() -> None:
     job = build_trainer_job(queued_training("{kueue.x-k8s.io/priority-class: low}"), CONFIG)
     assert job["spec"]["suspend"] is False
     assert not [key for key in job["metadata"]["labels"] if key.startswith("kueue.x-k8s.io/")]
+
+
+# -- multi-worker trainings ---------------------------------------------------------------------------
+def test_a_single_worker_training_is_a_plain_job_without_worker_fields() -> None:
+    job = build_trainer_job(training("{workers: 1}"), CONFIG)
+    assert job == build_trainer_job(training(), CONFIG)
+    for field in ("completions", "parallelism", "completionMode", "podReplacementPolicy"):
+        assert field not in job["spec"]
+    assert "subdomain" not in pod_spec(job) and "ports" not in pod_spec(job)["containers"][0]
+    with pytest.raises(ValueError, match="no worker Service"):
+        build_worker_service(training())
+
+
+def test_a_multi_worker_training_is_one_indexed_job() -> None:
+    job = build_trainer_job(training("{workers: 3}"), CONFIG)
+    spec = job["spec"]
+    assert (spec["completions"], spec["parallelism"], spec["completionMode"]) == (3, 3, "Indexed")
+    assert spec["podReplacementPolicy"] == "Failed", "a replacement never overlaps the pod it replaces"
+    assert pod_spec(job)["subdomain"] == job["metadata"]["name"] == "digits-trainer"
+    (container,) = pod_spec(job)["containers"]
+    assert container["ports"] == [{"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT}]
+    # Everything else is the single-worker Job's.
+    single = build_trainer_job(training(), CONFIG)
+    assert spec["podFailurePolicy"] == single["spec"]["podFailurePolicy"]
+    assert job["metadata"] == single["metadata"]
+    assert pod_spec(job)["volumes"] == pod_spec(single)["volumes"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "backoff_limit", "expected"), [(1, 3, 3), (2, 3, 6), (4, 0, 0), (8, 5, 40)]
+)
+def test_the_job_backoff_limit_counts_restarts_of_the_whole_set_of_workers(
+    workers: int, backoff_limit: int, expected: int
+) -> None:
+    spec = f"{{workers: {workers}, runPolicy: {{backoffLimit: {backoff_limit}}}}}"
+    assert build_trainer_job(training(spec), CONFIG)["spec"]["backoffLimit"] == expected
+
+
+@pytest.mark.parametrize("namespace", ["team-a", "vision"])
+def test_each_worker_is_told_every_worker_s_dns_name_in_its_namespace(namespace: str) -> None:
+    resource = training("{workers: 2}")
+    resource = resource.model_copy(
+        update={"metadata": resource.metadata.model_copy(update={"namespace": namespace})}
+    )
+    (container,) = pod_spec(build_trainer_job(resource, CONFIG))["containers"]
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    config = TrainerConfig.from_env(plain)
+    assert config.workers == 2
+    assert config.worker_hosts == [
+        f"digits-trainer-0.digits-trainer.{namespace}.svc:2222",
+        f"digits-trainer-1.digits-trainer.{namespace}.svc:2222",
+    ]
+    assert config.worker_hosts == cluster_worker_hosts("digits-trainer", 2, namespace)
+
+
+def test_the_worker_service_is_headless_and_selects_exactly_this_training_s_pods() -> None:
+    resource = training("{workers: 2}")
+    job = build_trainer_job(resource, CONFIG)
+    service = build_worker_service(resource)
+    assert (service["apiVersion"], service["kind"]) == ("v1", "Service")
+    assert service["metadata"]["name"] == job["metadata"]["name"] == pod_spec(job)["subdomain"]
+    assert service["metadata"]["namespace"] == "team-a"
+    assert service["metadata"]["labels"] == job["metadata"]["labels"]
+    assert service["metadata"]["ownerReferences"] == job["metadata"]["ownerReferences"]
+    spec = service["spec"]
+    assert spec["clusterIP"] == "None"
+    assert spec["publishNotReadyAddresses"] is True, "workers find each other before any is Ready"
+    assert spec["selector"] == {
+        "training.mnist-operator.io/name": "digits",
+        "training.mnist-operator.io/uid": "1234-abcd",
+    }
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert spec["selector"].items() <= pod_labels.items()
+    assert spec["ports"] == [{"name": "tf-worker", "port": 2222, "targetPort": "tf-worker"}]
+    assert build_worker_service(resource) == service
+
+
+def test_a_multi_worker_job_name_leaves_room_for_the_pods_index_in_their_hostname() -> None:
+    long = "a" * 63
+    for workers in (2, 11, 64):
+        resource = training(f"{{workers: {workers}}}", name=long)
+        name = build_trainer_job(resource, CONFIG)["metadata"]["name"]
+        assert len(f"{name}-{workers - 1}") <= 63
+        assert build_worker_service(resource)["metadata"]["name"] == name
+    # A single worker's Job keeps its name of before.
+    assert build_trainer_job(training(name=long), CONFIG)["metadata"]["name"] == child_name(long, "trainer")
+
+
+def test_a_multi_worker_training_whose_name_starts_with_a_digit_cannot_have_its_service() -> None:
+    with pytest.raises(UnrunnableTrainingError, match="must start with a letter"):
+        build_worker_service(training("{workers: 2}", name="2-digits"))

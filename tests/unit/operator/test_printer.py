@@ -40,6 +40,13 @@ def test_rows_follow_the_crds_printer_columns() -> None:
     }
     assert header() == ["NAME", "PHASE", "EPOCH", "ACCURACY", "VAL-ACC", "LOSS", "AGE"]
     assert cells(document, NOW) == ["digits", "Running", "2/5", "0.9712", "0.98", "0.09", "10s"]
-    assert header(wide=True)[-5:] == ["TEST-ACC", "PREDICTED", "POD", "MODEL", "AGE"]
+    assert header(wide=True)[-6:] == ["TEST-ACC", "PREDICTED", "WORKERS", "POD", "MODEL", "AGE"]
     assert header(wide=True)[:3] == ["NAME", "TASK", "PHASE"]
     assert cells({"metadata": {"name": "x"}}, NOW) == ["x", "", "", "", "", "", ""]
+
+
+def test_a_multi_worker_training_shows_its_ready_workers_in_the_wide_columns() -> None:
+    document = {"metadata": {"name": "digits"}, "status": {"phase": "Running", "workerReadiness": "1/2"}}
+    wide = dict(zip(header(wide=True), cells(document, NOW, wide=True), strict=True))
+    assert wide["WORKERS"] == "1/2"
+    assert "WORKERS" not in header()

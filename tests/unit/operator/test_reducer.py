@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from mnist_api import Condition, MnistTrainingStatus, Phase, load_manifests
 from mnist_operator.pushgateway import parse_groups
 from mnist_operator.reducer import MetricsView, reduce_status, stored_status
+from mnist_operator.state import pod_summary
 
 NOW, LATER = "2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"
 
@@ -530,3 +531,128 @@ def test_an_admitted_job_runs_as_any_other() -> None:
     assert status["phase"] == "Running"
     assert condition(status, "Queued")["status"] == "False"
     assert condition(status, "Queued")["reason"] == "NotQueued"
+
+
+# -- multi-worker trainings ---------------------------------------------------------------------------
+T0, T1, T2, T3 = (f"2026-11-23T09:0{minute}:00Z" for minute in range(4))
+
+
+def worker(
+    index: int, name: str, phase: str, created: str = T0, finished: str | None = None, **state: Any
+) -> dict[str, Any]:
+    """A pod of the Indexed Job, as the watch's pod_summary keeps it."""
+    found = pod(name, created, phase, **state)
+    found["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+    if finished is not None:
+        found["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = finished
+    return found
+
+
+def lost(index: int, name: str, finished: str, created: str = T0) -> dict[str, Any]:
+    return worker(index, name, "Failed", created, finished, terminated={"exitCode": 75})
+
+
+def test_a_single_worker_status_has_no_worker_fields() -> None:
+    status = reduce_status(training(), job(active=1, ready=1), [pod("p1", NOW, "Running")], None, None, NOW)
+    assert not {"workers", "workersReady", "workersRunning", "workerReadiness", "failedWorker"} & set(status)
+
+
+def test_all_workers_running_is_running_and_the_pod_is_the_chief_s() -> None:
+    pods = [worker(1, "w1", "Running", T1, running={}), worker(0, "w0", "Running", T0, running={})]
+    status = reduce_status(training("{workers: 2}"), job(active=2, ready=2), pods, None, None, NOW)
+    assert status["phase"] == "Running"
+    assert (status["workers"], status["workersReady"], status["workersRunning"]) == (2, 2, 2)
+    assert status["workerReadiness"] == "2/2" and "failedWorker" not in status
+    assert status["podName"] == "w0", "kubectl logs wants the chief, not the latest pod (w1)"
+    assert "worker 0, the chief, is pod w0" in status["message"]
+    assert status["attempts"] == 2
+
+
+def test_a_training_waits_until_every_worker_runs() -> None:
+    pods = [worker(0, "w0", "Running", running={}), worker(1, "w1", "Pending")]
+    status = reduce_status(training("{workers: 2}"), job(active=2, ready=1), pods, None, None, NOW)
+    assert status["phase"] == "Pending" and condition(status, "Running")["status"] == "False"
+    assert "1 of 2 running" in status["message"] and status["workerReadiness"] == "1/2"
+    waiting = {"reason": "ErrImagePull", "message": "no such image"}
+    pods[1] = worker(1, "w1", "Pending", waiting=waiting)
+    status = reduce_status(training("{workers: 2}"), job(active=2), pods, None, None, NOW)
+    assert (status["phase"], status["message"]) == ("Pending", "worker 1 (pod w1): no such image")
+    assert status["workersReady"] == 0
+
+
+def test_a_lost_worker_is_named_as_the_cause_not_the_survivors_that_failed_after_it() -> None:
+    pods = [
+        worker(0, "w0", "Failed", T0, T2, terminated={"exitCode": 75}),  # a survivor, last to fail
+        worker(1, "w1", "Failed", T0, T1, terminated={"exitCode": 137, "reason": "OOMKilled"}),
+        lost(2, "w2", T2),
+        worker(1, "w1b", "Pending", T2),
+    ]
+    status = reduce_status(training("{workers: 3}"), job(failed=3, active=1), pods, None, None, NOW)
+    assert status["phase"] == "Pending" and condition(status, "Running")["status"] == "False"
+    assert status["failedWorker"] == 1
+    assert status["message"].startswith("retrying after OOMKilled of worker 1 (pod w1):")
+    assert "the workers restart together" in status["message"]
+    assert status["podName"] == "w0"
+
+
+def test_the_failed_worker_of_a_failed_training_is_in_its_failed_condition() -> None:
+    pods = [
+        lost(1, "w1", T3, T2),
+        worker(0, "w0b", "Failed", T2, T3, terminated={"exitCode": 1, "message": "Traceback\nBoom"}),
+        worker(0, "w0", "Failed", T0, T1, terminated={"exitCode": 137, "reason": "OOMKilled"}),
+    ]
+    status = reduce_status(
+        training("{workers: 2}"), job(("Failed", "BackoffLimitExceeded", ""), failed=3), pods, None, None, NOW
+    )
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "TrainerError" and status["failedWorker"] == 0
+    assert failed["message"].startswith(
+        "backoff limit reached; last attempt: worker 0 (pod w0b): exit code 1"
+    )
+    assert "(Boom)" in failed["message"] and status["podName"] == "w0b"
+
+
+def test_a_worker_lost_without_a_trace_is_named_by_its_survivor() -> None:
+    # The lost worker's pod went with its node; only the survivors' WorkerLost exits remain, after an older
+    # restart's cause that must not be blamed for this one.
+    pods = [
+        worker(1, "w1", "Failed", T0, T1, terminated={"exitCode": 137, "reason": "OOMKilled"}),
+        lost(0, "w0", T1),
+        lost(0, "w0b", T3, T2),
+        lost(2, "w2b", T3, T2),
+        lost(1, "w1b", T3, T2),
+    ]
+    status = reduce_status(training("{workers: 3}"), job(failed=5), pods, None, None, NOW)
+    assert status["failedWorker"] in (0, 1, 2)
+    assert status["message"].startswith("retrying after WorkerLost of worker")
+    assert "OOMKilled" not in status["message"]
+
+
+def test_of_two_workers_the_one_that_failed_first_is_the_cause() -> None:
+    pods = [lost(0, "w0", T2), worker(1, "w1", "Failed", T0, T1, terminated={"exitCode": 1})]
+    status = reduce_status(training("{workers: 2}"), job(failed=2), pods, None, None, NOW)
+    assert status["failedWorker"] == 1 and "TrainerError of worker 1 (pod w1)" in status["message"]
+
+
+def test_finished_workers_before_the_job_completes_are_not_a_step_back() -> None:
+    pods = [
+        worker(0, "w0", "Succeeded", terminated={"exitCode": 0}),
+        worker(1, "w1", "Running", running={}),
+    ]
+    status = reduce_status(training("{workers: 2}"), job(active=1, succeeded=1), pods, None, None, NOW)
+    assert status["phase"] == "Running" and condition(status, "Running")["reason"] == "TrainerFinished"
+
+
+def test_the_pod_summary_keeps_the_worker_index() -> None:
+    body = {
+        "metadata": {
+            "name": "w1",
+            "namespace": "ml",
+            "annotations": {"batch.kubernetes.io/job-completion-index": "1", "other": "x"},
+            "labels": {"training.mnist-operator.io/name": "digits", "batch.kubernetes.io/job-name": "j"},
+        },
+        "status": {"phase": "Running"},
+    }
+    summary = pod_summary(body)
+    assert summary["metadata"]["annotations"] == {"batch.kubernetes.io/job-completion-index": "1"}
+    assert "annotations" not in pod_summary({"metadata": {"name": "p"}, "status": {}})["metadata"]

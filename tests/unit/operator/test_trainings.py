@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mnist_operator import clock
+from mnist_operator.builders import UnrunnableTrainingError
 from mnist_operator.trainings import BaseModelNotReadyError, BaseModelUnusableError, JobTakenError
 
 from .fake_kube import FakeKube
@@ -87,3 +88,40 @@ async def test_a_base_model_that_can_never_exist_fails_the_training(
     with pytest.raises(BaseModelUnusableError, match=message):
         await make_operator(kube, posted).ensure_job(evaluate)
     assert kube.statuses[-1][2]["phase"] == "Failed" and not kube.jobs
+
+
+async def test_a_multi_worker_training_gets_its_headless_service_first_and_once() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    assert await operator.ensure_job(training(workers=2)) == "digits-trainer"
+    assert await make_operator(kube, posted).ensure_job(training(workers=2)) == "digits-trainer"
+    assert kube.created == ["Service", "Job"], "the workers look each other up as soon as they start"
+    (service,) = kube.services.values()
+    assert service["metadata"]["name"] == "digits-trainer" and service["spec"]["clusterIP"] == "None"
+    assert kube.jobs[("ml", "digits-trainer")]["spec"]["completionMode"] == "Indexed"
+
+
+async def test_a_single_worker_training_gets_no_service() -> None:
+    kube, posted = FakeKube(), []
+    await make_operator(kube, posted).ensure_job(training())
+    assert kube.created == ["Job"] and not kube.services
+
+
+async def test_a_service_of_another_training_with_the_same_name_is_not_adopted() -> None:
+    kube, posted = FakeKube(), []
+    await make_operator(kube, posted).ensure_job(training(uid="old", workers=2))
+    del kube.jobs[("ml", "digits-trainer")]  # the old Job is gone already, its Service not yet
+    with pytest.raises(JobTakenError, match="Service digits-trainer exists but belongs to another"):
+        await make_operator(kube, posted).ensure_job(training(uid="new", workers=2))
+    assert not kube.jobs, "no Job before its workers can find each other"
+
+
+async def test_a_multi_worker_training_whose_service_cannot_be_named_fails() -> None:
+    kube, posted = FakeKube(), []
+    with pytest.raises(UnrunnableTrainingError):
+        await make_operator(kube, posted).ensure_job(training("2-digits", workers=2))
+    assert (
+        kube.statuses[-1][2]["phase"] == "Failed"
+        and "must start with a letter" in kube.statuses[-1][2]["message"]
+    )
+    assert not kube.jobs and not kube.services
