@@ -25,9 +25,9 @@ class ExitCode(IntEnum):
     TRAINING_FAILED = 70
     """Training diverged (a non-finite loss); retrying the same run would diverge again."""
     EXPORT_FAILED = 73
+    """The model or metrics.json could not be written to the output volume; retried."""
     WORKER_LOST = 75
     """A multi-worker training lost one of its workers mid-step; the whole set restarts and resumes."""
-    """The model or metrics.json could not be written to the output volume; retried."""
     CONFIG_INVALID = 78
     """The trainer's environment is missing or malformed; a retry cannot fix it."""
     RELEASE_CRITERIA_NOT_MET = 79
