@@ -12,8 +12,6 @@ LABEL_UID: Final = f"{GROUP}/uid"
 MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 OPERATOR_NAME: Final = "mnist-operator"
 TRAINER_CONTAINER: Final = "trainer"
-# Set by the Job controller on each pod of an Indexed Job: the worker's index, JOB_COMPLETION_INDEX.
-COMPLETION_INDEX_ANNOTATION: Final = "batch.kubernetes.io/job-completion-index"
 # Kueue's labels of a workload object (https://kueue.sigs.k8s.io/docs/tasks/run/jobs/): a training that
 # carries them hands them to its Job, which Kueue then queues and admits like any labelled Job.
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnist_api import Condition, ConditionType, MnistTraining, MnistTrainingStatus, Phase, describe_exit_code
-from mnist_api.distribution import CHIEF_INDEX
+from mnist_api.distribution import CHIEF_INDEX, COMPLETION_INDEX_ANNOTATION
 from mnist_api.exit_codes import ExitCode
 from mnist_api.layout import MODEL_KERAS_FILE, PREDICTIONS_DIR
 from mnist_api.metrics import PREDICT_STAGE, TEST_STAGE, TRAIN_STAGE, metric_name
 from mnist_api.spec import Task
 
-from .naming import COMPLETION_INDEX_ANNOTATION, KUEUE_QUEUE_LABEL, TRAINER_CONTAINER, kueue_labels
+from .naming import KUEUE_QUEUE_LABEL, TRAINER_CONTAINER, kueue_labels
 
 FIGURE_DIGITS = 4
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

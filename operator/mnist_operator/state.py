@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mnist_api import MnistTraining, validate_resource
+from mnist_api.distribution import COMPLETION_INDEX_ANNOTATION
 
-from .naming import COMPLETION_INDEX_ANNOTATION, KUEUE_QUEUE_LABEL, LABEL_NAME, LABEL_UID
+from .naming import KUEUE_QUEUE_LABEL, LABEL_NAME, LABEL_UID
 
 Key = tuple[str, str]  # namespace, name
 ChildKind = Literal["job", "pod"]
