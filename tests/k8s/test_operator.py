@@ -900,8 +900,8 @@ def test_two_workers_are_one_gang_for_kueue_find_each_other_by_dns_and_survive_a
 ) -> None:
     """Issue 15 on the real nodes (issue 16's gang admission with it): a 2-worker training is one
     Indexed Job and one Kueue Workload of 2 pods, admitted whole within a quota of exactly two workers
-    (a single training behind it waits); its pods, on the two nodes' networks, reach each other by the
-    headless Service's names; worker 1 SIGKILLed mid-epoch restarts the set, which resumes after the
+    (a single training behind it waits); its pods reach each other over the pod network by the headless
+    Service's names; worker 1 SIGKILLed mid-epoch restarts the set, which resumes after the
     last finished epoch, and the training succeeds with every epoch once in its history."""
     kueue = start_kueue(control_plane, k8s_binaries, tmp_path / "kueue")
     try:
@@ -916,6 +916,9 @@ def test_two_workers_are_one_gang_for_kueue_find_each_other_by_dns_and_survive_a
             epochs=PAIR_EPOCHS,
             resources=worker,
             output={"claimName": "models"},
+            # Both nodes eligible (the GPU node is tainted), so the scheduler may spread the workers
+            # and their collectives cross the wire between the nodes' pod networks.
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         )
         apply(control_plane, queued(sample_training(namespace, "pair", **pair), "team"), tmp_path)
         wait_for(
