@@ -940,7 +940,9 @@ def test_two_workers_are_one_gang_for_kueue_find_each_other_by_dns_and_survive_a
         (gang,) = [w for w in workloads if w["metadata"]["ownerReferences"][0]["name"] == "pair-trainer"]
         assert [pod_set["count"] for pod_set in gang["spec"]["podSets"]] == [2], gang["spec"]["podSets"]
         assert any(c["type"] == "Admitted" and c["status"] == "True" for c in gang["status"]["conditions"])
-        print(control_plane.kubectl("get", "mnisttrainings", "-n", namespace, check=True).stdout)
+        print(
+            control_plane.kubectl("get", "mnisttrainings", "-n", namespace, "-o", "wide", check=True).stdout
+        )
         print(control_plane.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=True).stdout)
 
         def index_of(pod: Any) -> str:
