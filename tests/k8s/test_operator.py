@@ -966,13 +966,16 @@ def test_two_workers_are_one_gang_for_kueue_find_each_other_by_dns_and_survive_a
         assert [entry["epoch"] for entry in report["history"]] == list(range(1, PAIR_EPOCHS + 1))
         every_pod = sorted(pods_of(core, namespace, "pair"), key=lambda p: p.metadata.creation_timestamp)
         failed = [p for p in every_pod if p.status.phase == "Failed"]
-        assert "1" in {index_of(p) for p in failed}, "worker 1's killed pod is a failed pod of the Job"
+        exit_codes = {index_of(p): p.status.container_statuses[0].state.terminated.exit_code for p in failed}
+        # Worker 1 killed (128 + SIGKILL); the chief, blocked in a collective, saw its peer go: WorkerLost.
+        assert exit_codes == {"1": 137, "0": 75}, exit_codes
+        assert status.get("failedWorker") == 1, status
         last_chief = [p for p in every_pod if index_of(p) == "0"][-1]
         resumed = re.findall(r"resuming at epoch (\d+)/", cluster.logs(namespace, last_chief.metadata.name))
         # At most the epoch in progress was redone: the set resumed after an epoch finished before the kill.
         assert resumed and int(resumed[-1]) - 1 >= finished, (resumed, finished)
         print(
-            f"worker 1 killed after epoch {finished}; {len(failed)} failed pods; resumed at epoch "
+            f"worker 1 killed after epoch {finished}; failed pods' exit codes {exit_codes}; resumed at epoch "
             f"{resumed[-1]}; test accuracy {report['test']['accuracy']:.4f}"
         )
         print(control_plane.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=True).stdout)
