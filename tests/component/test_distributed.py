@@ -51,7 +51,9 @@ def rows(output: str, name: str) -> list[list[str]]:
     return [line.split() for line in output.splitlines() if line.startswith(name + " ")]
 
 
-def test_two_mirrored_cpu_devices_train_to_the_accuracy_of_one(tmp_path: Path, data_mirror: DataMirror) -> None:
+def test_two_mirrored_cpu_devices_train_to_the_accuracy_of_one(
+    tmp_path: Path, data_mirror: DataMirror
+) -> None:
     one = run_trainer(contract_env(tmp_path / "one", data_mirror, MNIST_EPOCHS="3"))
     two = run_trainer(contract_env(tmp_path / "two", data_mirror, MNIST_EPOCHS="3", MNIST_CPU_REPLICAS="2"))
     assert one.returncode == 0, one.stdout + one.stderr
