@@ -255,15 +255,16 @@ def time_all_reduce(
 
 def time_next_batch(strategy: Any, splits: Any, batch_size: int, seed: int, batches: int) -> float:
     """Seconds per ``next()`` on the training data as ``fit_across_workers`` iterates it: the trainer's
-    ``to_dataset`` and ``shard_by_data``, distributed by the strategy, iterated eagerly in Python, one
-    batch per step. (In multi-worker mode TensorFlow's distributed iterator checks with every worker
-    that data remain, an eager cross-worker reduce per batch: ``input_lib._calculate_replicas_with_values``.)
-    Every worker calls it the same number of times, as the check waits for all of them."""
+    ``to_dataset`` and ``shard_by_data``, repeated, distributed by the strategy, iterated eagerly in
+    Python, one batch per step. (Of a finite dataset, TensorFlow's multi-worker iterator would check
+    with every worker that data remain, an eager cross-worker reduce per batch:
+    ``input_lib._calculate_replicas_with_values``; the loop repeats the data to avoid it.) Every worker
+    calls it the same number of times."""
     from mnist_trainer.distributed import shard_by_data
     from mnist_trainer.inputs import to_dataset
 
     train = shard_by_data(to_dataset(splits.x_train, splits.y_train, batch_size, shuffle_seed=seed))
-    iterator = iter(strategy.experimental_distribute_dataset(train))
+    iterator = iter(strategy.experimental_distribute_dataset(train.repeat()))
     for _ in range(5):
         next(iterator)
     started = time.perf_counter()

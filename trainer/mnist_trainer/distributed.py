@@ -135,13 +135,15 @@ def fit_across_workers(
     *,
     epochs: int,
     steps_per_epoch: int,
+    validation_steps: int = 0,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> None:
     """``model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks)`` under
     ``MultiWorkerMirroredStrategy``. ``train`` is batched with the global batch size: the strategy gives
-    each worker its share of every batch. A lost peer raises ``WorkerLostError``."""
+    each worker its share of every batch; ``steps_per_epoch`` and ``validation_steps`` are their batches.
+    A lost peer raises ``WorkerLostError``."""
     try:
-        _Loop(model, cluster, train, validation).fit(epochs, steps_per_epoch, callbacks)
+        _Loop(model, cluster, train, validation).fit(epochs, steps_per_epoch, validation_steps, callbacks)
     except PEER_LOST_ERRORS as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WorkerLostError(
@@ -172,12 +174,24 @@ class _Loop:
             self.val_loss = keras.metrics.Mean(name="val_loss")
             self.val_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
             model.optimizer.build(model.trainable_variables)
-        self.train = self.strategy.experimental_distribute_dataset(train)
+        # Repeated, and read a known number of batches per epoch: at the end of a finite distributed
+        # dataset every worker must agree that all of them ran out, and TensorFlow asks every worker so
+        # at every batch (a collective per step, a quarter of the step's time in bench/distributed.py).
+        # Batched before repeating, so each epoch's batches are exactly one pass, reshuffled each time.
+        self.train = self.strategy.experimental_distribute_dataset(train.repeat())
         self.validation = (
-            self.strategy.experimental_distribute_dataset(validation) if validation is not None else None
+            self.strategy.experimental_distribute_dataset(validation.repeat())
+            if validation is not None
+            else None
         )
 
-    def fit(self, epochs: int, steps_per_epoch: int, callbacks: Sequence[keras.callbacks.Callback]) -> None:
+    def fit(
+        self,
+        epochs: int,
+        steps_per_epoch: int,
+        validation_steps: int,
+        callbacks: Sequence[keras.callbacks.Callback],
+    ) -> None:
         model = self.model
         callback_list = keras.callbacks.CallbackList(
             list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch
@@ -189,20 +203,22 @@ class _Loop:
         first_epoch = self._take_the_chiefs_state(getattr(model, "_initial_epoch", None) or 0)
         model._initial_epoch = first_epoch  # what fit would have used: ProgressLog reads it too
         logs: dict[str, Any] = {}
+        batches = iter(self.train)
+        validation_batches = iter(self.validation) if self.validation is not None else None
         for epoch in range(first_epoch, epochs):
             for metric in (self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy):
                 metric.reset_state()
             callback_list.on_epoch_begin(epoch)
-            for step, batch in enumerate(self.train):
+            for step in range(steps_per_epoch):
                 callback_list.on_train_batch_begin(step)
-                self._train_step(batch)
+                self._train_step(next(batches))
                 # No figures per batch: reading the summed metrics is a collective every worker must
                 # join at the same step, and progress lines come at each worker's own time.
                 callback_list.on_train_batch_end(step, {})
             logs = {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
-            if self.validation is not None:
-                for batch in self.validation:
-                    self._validation_step(batch)
+            if validation_batches is not None:
+                for _ in range(validation_steps):
+                    self._validation_step(next(validation_batches))
                 logs |= {"val_loss": self.val_loss.result(), "val_accuracy": self.val_accuracy.result()}
             logs = {key: float(value) for key, value in logs.items()}
             callback_list.on_epoch_end(epoch, logs)
@@ -269,5 +285,6 @@ class _Loop:
         self.val_accuracy.update_state(labels, scores)
 
     def _global_batch(self, images: tf.Tensor) -> tf.Tensor:
-        # This replica's images times the replicas: the batch's size, the last (smaller) one's too.
-        return tf.shape(images)[0] * self.strategy.num_replicas_in_sync
+        # This replica's images times the replicas: the batch's size, the last (smaller) one's too. At
+        # least 1: a last batch smaller than the replicas leaves some with no image (and a zero sum).
+        return tf.maximum(tf.shape(images)[0] * self.strategy.num_replicas_in_sync, 1)

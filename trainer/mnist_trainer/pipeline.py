@@ -308,6 +308,7 @@ def train_model(
             shard_by_data(validation) if validation is not None else None,
             epochs=config.epochs,
             steps_per_epoch=-(-len(splits.x_train) // config.batch_size),
+            validation_steps=-(-len(splits.x_val) // config.batch_size),
             callbacks=callbacks.in_order,
         )
         return callbacks
