@@ -58,6 +58,11 @@ class Cluster:
         return is_chief(self.index)
 
     @property
+    def replicas(self) -> int:
+        """Devices training in sync, over every worker."""
+        return int(self.strategy.num_replicas_in_sync) if self.strategy is not None else 1
+
+    @property
     def across_workers(self) -> bool:
         return self.workers > 1
 
