@@ -107,14 +107,7 @@ class Kube:
     # -- Jobs ---------------------------------------------------------------------------------------
     async def create_job(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the Job, or return the one that exists (created by an earlier run of the operator)."""
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-        try:
-            return await self.call("POST", jobs, body=body), True
-        except ApiError as error:
-            if error.status != 409:
-                raise
-        return await self.call("GET", f"{jobs}/{name}"), False
+        return await self._create_or_get("/apis/batch/v1", "jobs", body)
 
     async def patch_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
         path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
@@ -123,14 +116,20 @@ class Kube:
     # -- Services -----------------------------------------------------------------------------------
     async def create_service(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the Service, or return the one that exists (created by an earlier reconcile)."""
+        return await self._create_or_get("/api/v1", "services", body)
+
+    async def _create_or_get(
+        self, group_version: str, plural: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """POST ``body``; on 409 the object that exists. Returns it and whether this call created it."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        services = f"/api/v1/namespaces/{namespace}/services"
+        collection = f"{group_version}/namespaces/{namespace}/{plural}"
         try:
-            return await self.call("POST", services, body=body), True
+            return await self.call("POST", collection, body=body), True
         except ApiError as error:
             if error.status != 409:
                 raise
-        return await self.call("GET", f"{services}/{name}"), False
+        return await self.call("GET", f"{collection}/{name}"), False
 
     # -- trainings ----------------------------------------------------------------------------------
     async def read_training(self, namespace: str, name: str) -> dict[str, Any] | None:
