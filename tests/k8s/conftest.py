@@ -51,8 +51,8 @@ def control_plane(k8s_binaries: Binaries) -> Iterator[ControlPlane]:
     # folder of its own rather than pytest's deep tmp path.
     root = Path(tempfile.mkdtemp(prefix="mnist-k8s-"))
     plane = ControlPlane(k8s_binaries, root / "cp", egress_socket=root / "egress.sock")
-    plane.start()
     try:
+        plane.start()  # stops what it started if it fails; the folder goes below either way
         yield plane
     finally:
         plane.stop()
