@@ -108,7 +108,7 @@ def worker_main(args: argparse.Namespace) -> None:
     from mnist_api.env import TrainerConfig
     from mnist_trainer.datasets import CLASS_NAMES, MnistData
     from mnist_trainer.distributed import start_cluster, strategy_scope
-    from mnist_trainer.inputs import split_train_validation
+    from mnist_trainer.inputs import split_train_validation, steps_per_epoch
     from mnist_trainer.pipeline import (
         Images,
         best_checkpoint,
@@ -162,7 +162,11 @@ def worker_main(args: argparse.Namespace) -> None:
         data.class_names,
     )
     with strategy_scope(cluster):
-        model = build_compiled_model(config, num_classes=len(images.class_names))
+        model = build_compiled_model(
+            config,
+            num_classes=len(images.class_names),
+            steps_per_epoch=steps_per_epoch(len(images.splits.x_train), config.batch_size),
+        )
     stops, paths = StopRequests(), run_paths(config)
 
     cpu_started, started = time.process_time(), time.perf_counter()
@@ -183,7 +187,7 @@ def worker_main(args: argparse.Namespace) -> None:
         "parameters": int(model.count_params()),
         "trainable_shapes": [list(v.shape) for v in model.trainable_variables],
         "train_images": len(images.splits.x_train),
-        "steps_per_epoch": -(-len(images.splits.x_train) // config.batch_size),
+        "steps_per_epoch": steps_per_epoch(len(images.splits.x_train), config.batch_size),
         "join_seconds": join_seconds,
         "train_seconds": train_seconds,
         "train_cpu_seconds": train_cpu,

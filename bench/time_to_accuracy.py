@@ -1,14 +1,17 @@
 """Time to accuracy on real Fashion-MNIST: training seconds until test accuracy >= 0.90, for the spec's
 default hyperparameters against the seeds' reference settings, and other candidates.
 
-Configurations are ``optimizer:learning_rate:batch_size``; all train the spec-default model (the
+Configurations are ``optimizer:learning_rate:batch_size[:schedule[:warmup_epochs]]``, schedule
+``constant`` (the default) or ``cosine`` (the spec's ``learningRateSchedule``: linear warm-up to the
+learning rate, then cosine decay to 0 at the end of ``--schedule-epochs``, the spec's default epochs,
+through the trainer's own ``models.learning_rate_over_run``). All train the spec-default model (the
 convnet) through the trainer's own input pipeline (``inputs.to_dataset``) on the trainer's seeded
 train/validation split (spec default 0.1), so only the hyperparameters differ:
 
-* the spec defaults, read from ``MnistTrainingSpec`` (today ``adam:0.001:64``);
+* the spec defaults, read from ``MnistTrainingSpec`` (today ``adam:0.003:64:cosine:0.3``);
 * ``rmsprop:0.001:64``: the seeds' reference (Chollet's convnet script: rmsprop with Keras' default
   learning rate, batch 64) and the BASELINE of every ratio;
-* ``adam:0.001:128``: the spec's default until these figures showed batch 64 gets there sooner.
+* ``adam:0.001:64``: the spec's default until these figures showed the schedule gets there sooner.
 
 The configurations train in the same process, interleaved epoch by epoch (config A epoch 1, B epoch 1,
 C epoch 1, A epoch 2, ...), so a burst of other work on the machine slows all of them alike. After every
@@ -21,8 +24,9 @@ that does not reach the target within ``--epochs`` says "not reached".
 By default a configuration stops once it reached the target (to keep ``make bench`` short); use
 ``--full-curves`` to train every configuration for all ``--epochs`` (the curves in the docs).
 
-    python -m bench.time_to_accuracy [--configs adam:0.001:64,rmsprop:0.001:64,adam:0.001:128] \
-        [--reference rmsprop:0.001:64] [--target 0.90] [--epochs 12] [--seeds 1] [--full-curves] \
+    python -m bench.time_to_accuracy [--configs adam:0.003:64:cosine:0.3,rmsprop:0.001:64,adam:0.001:64] \
+        [--reference rmsprop:0.001:64] [--target 0.90] [--epochs 12] [--schedule-epochs 5] [--seeds 1] \
+        [--full-curves] \
         [--train-images 60000] [--png bench/results/time_to_accuracy.png]
 """
 
@@ -39,15 +43,21 @@ from bench import _common as common
 # isort: split
 import keras
 
-from mnist_api.spec import MnistTrainingSpec
+from mnist_api.spec import LearningRateScheduleName, LearningRateScheduleSpec, MnistTrainingSpec
 from mnist_trainer.datasets import MnistData
-from mnist_trainer.inputs import Splits, split_train_validation, to_dataset
-from mnist_trainer.models import build_model, make_optimizer
+from mnist_trainer.inputs import Splits, split_train_validation, steps_per_epoch, to_dataset
+from mnist_trainer.models import build_model, learning_rate_over_run, make_optimizer
 
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 _SPEC = MnistTrainingSpec()
-SPEC_DEFAULT = f"{_SPEC.optimizer.value}:{_SPEC.learning_rate:g}:{_SPEC.batch_size}"
+_SCHEDULE = _SPEC.learning_rate_schedule
+SPEC_DEFAULT = f"{_SPEC.optimizer.value}:{_SPEC.learning_rate:g}:{_SPEC.batch_size}" + (
+    ""
+    if _SCHEDULE.name == LearningRateScheduleName.CONSTANT
+    else f":{_SCHEDULE.name.value}:{_SCHEDULE.warmup_epochs:g}"
+)
 SEEDS_REFERENCE = "rmsprop:0.001:64"
-PREVIOUS_DEFAULT = "adam:0.001:128"
+PREVIOUS_DEFAULT = "adam:0.001:64"
 LABELS = {SPEC_DEFAULT: "spec default", SEEDS_REFERENCE: "seeds' reference", PREVIOUS_DEFAULT: "old default"}
 
 
@@ -59,16 +69,24 @@ class Run:
     seed: int
     splits: Splits
     test: Any
+    schedule_epochs: int  # what a cosine schedule plans for
     epochs: list[dict[str, float]] = field(default_factory=list)
     reached_at_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        optimizer, learning_rate, batch = self.config.split(":")
-        self.batch_size = int(batch)
+        optimizer, learning_rate, batch, schedule = parse_config(self.config)
+        self.batch_size = batch
+        self.scheduled = schedule.name != LearningRateScheduleName.CONSTANT
         keras.utils.set_random_seed(self.seed)  # the same initial weights for every config of a seed
         self.model = build_model("convnet")
+        rate = learning_rate_over_run(
+            learning_rate,
+            schedule,
+            epochs=self.schedule_epochs,
+            steps_per_epoch=steps_per_epoch(len(self.splits.x_train), batch),
+        )
         self.model.compile(
-            optimizer=make_optimizer(optimizer, float(learning_rate)),
+            optimizer=make_optimizer(optimizer, rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
@@ -120,20 +138,32 @@ class Run:
         return sum(e["seconds"] for e in done), sum(e["cpu_seconds"] for e in done)
 
 
+def parse_config(config: str) -> tuple[str, float, int, LearningRateScheduleSpec]:
+    """``optimizer:learning_rate:batch_size[:schedule[:warmup_epochs]]``; ValueError when malformed."""
+    parts = config.split(":")
+    if not 3 <= len(parts) <= 5 or parts[0] not in OPTIMIZERS:
+        raise ValueError(config)
+    optimizer, learning_rate, batch_size = parts[0], float(parts[1]), int(parts[2])
+    schedule = LearningRateScheduleSpec(
+        name=LearningRateScheduleName(parts[3] if len(parts) > 3 else "constant"),
+        warmup_epochs=float(parts[4]) if len(parts) > 4 else 0.0,
+    )
+    if learning_rate <= 0 or batch_size <= 0:
+        raise ValueError(config)
+    return optimizer, learning_rate, batch_size, schedule
+
+
 def parse_configs(text: str) -> list[str]:
-    """``optimizer:learning_rate:batch_size`` items, checked here so a typo fails before any training."""
+    """The configurations, checked here so a typo fails before any training."""
     configs = [c.strip() for c in text.split(",") if c.strip()]
     for config in configs:
-        parts = config.split(":")
         try:
-            ok = len(parts) == 3 and parts[0] in ("adam", "adamw", "rmsprop", "sgd")
-            ok = ok and float(parts[1]) > 0 and int(parts[2]) > 0
+            parse_config(config)
         except ValueError:
-            ok = False
-        if not ok:
             raise SystemExit(
-                f"bad config {config!r}: expected optimizer:learning_rate:batch_size, e.g. adam:0.001:128"
-            )
+                f"bad config {config!r}: expected optimizer:learning_rate:batch_size[:schedule[:warmup_epochs]], "
+                "e.g. adam:0.001:128 or adam:0.003:64:cosine:0.3"
+            ) from None
     return configs
 
 
@@ -232,6 +262,12 @@ def main() -> None:
     parser.add_argument("--reference", default=SEEDS_REFERENCE, help="the baseline of the ratios")
     parser.add_argument("--target", type=float, default=0.90, help="test accuracy to reach")
     parser.add_argument("--epochs", type=int, default=12, help="at most this many epochs per configuration")
+    parser.add_argument(
+        "--schedule-epochs",
+        type=int,
+        default=_SPEC.epochs,
+        help="the run length a cosine schedule plans for (its rate is 0 from then on); the spec's default",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="repeat with this many seeds (42, 43, ...)")
     parser.add_argument("--full-curves", action="store_true", help="train all --epochs even after the target")
     parser.add_argument(
@@ -265,14 +301,20 @@ def main() -> None:
     runs: list[Run] = []
     for seed in range(42, 42 + args.seeds):
         splits = split_train_validation(data, args.validation_split, seed)
-        runs.extend(Run(config, seed, splits, test) for config in configs)
+        runs.extend(Run(config, seed, splits, test, args.schedule_epochs) for config in configs)
     common.section(
         f"time to test accuracy >= {args.target:.2f}: {len(runs[0].splits.x_train):,} training images, "
         f"{len(runs[0].splits.x_val):,} validation, up to {args.epochs} epochs, seeds "
         f"{', '.join(str(s) for s in range(42, 42 + args.seeds))}"
     )
     for epoch in range(args.epochs):
-        active = [r for r in runs if args.full_curves or r.reached_at_epoch is None]
+        # A cosine schedule's rate is 0 after its planned epochs: further epochs would not change it.
+        active = [
+            r
+            for r in runs
+            if (args.full_curves or r.reached_at_epoch is None)
+            and not (r.scheduled and len(r.epochs) >= r.schedule_epochs)
+        ]
         if not active:
             break
         # Rotate the order each epoch: no configuration always trains right after the same other one.

@@ -22,7 +22,13 @@ from .layout import (
 )
 from .manifest import MnistTraining
 from .metrics import DEFAULT_JOB, DEFAULT_PREFIX
-from .spec import EarlyStoppingSpec, MnistTrainingSpec, ReleaseCriteriaSpec, Task
+from .spec import (
+    EarlyStoppingSpec,
+    LearningRateScheduleSpec,
+    MnistTrainingSpec,
+    ReleaseCriteriaSpec,
+    Task,
+)
 
 ENV_PREFIX: Final = "MNIST_"
 # Resolved by the kubelet from the auth Secret; never put into plain env values.
@@ -59,6 +65,7 @@ class TrainerConfig(BaseModel):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     learning_rate: float = Field(gt=0)
+    learning_rate_schedule: LearningRateScheduleSpec = Field(default_factory=LearningRateScheduleSpec)
     optimizer: str
     validation_split: float = Field(ge=0, lt=1)
     seed: int | None = None
@@ -197,6 +204,7 @@ def trainer_config(
         epochs=spec.epochs,
         batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,
+        learning_rate_schedule=spec.learning_rate_schedule,
         optimizer=spec.optimizer,
         validation_split=spec.validation_split,
         seed=spec.seed,

@@ -77,6 +77,14 @@ CASES = [
     "spec:\n  output: {formats: [onnx, tflite, keras, savedmodel], checkpointInterval: 5, modelCard: false}\n",
     "spec:\n  output: {checkpointInterval: 0}\n",
     "spec:\n  model: capsnet\n",
+    # Issue 17: the learning-rate schedule; its warm-up must leave the cosine steps to fall.
+    "spec:\n  learningRateSchedule: {}\n",
+    "spec:\n  learningRateSchedule: null\n",
+    "spec:\n  epochs: 2\n  learningRateSchedule: {warmupEpochs: 2}\n",
+    "spec:\n  epochs: 2\n  learningRateSchedule: {warmupEpochs: 1.5}\n",
+    "spec:\n  epochs: 1\n  learningRateSchedule: {warmupEpochs: 1, name: constant}\n",
+    "spec:\n  learningRateSchedule: {warmupEpochs: 5}\n",
+    "spec:\n  learningRateSchedule: {name: linear}\n",
 ]
 
 

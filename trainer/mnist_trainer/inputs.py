@@ -28,6 +28,11 @@ def split_train_validation(data: MnistData, validation_split: float, seed: int) 
     )
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Batches in one pass over ``images``: the last one may be short."""
+    return -(-images // batch_size)
+
+
 def to_dataset(
     images: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8], batch_size: int, *, shuffle_seed: int | None
 ) -> tf.data.Dataset:

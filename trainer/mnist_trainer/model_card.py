@@ -139,7 +139,7 @@ def card_markdown(
         "| hyperparameter | value |",
         "|---|---|",
         f"| optimizer | {config['optimizer']} |",
-        f"| learning rate | {config['learning_rate']:g} |",
+        f"| learning rate | {_learning_rate(config)} |",
         f"| batch size | {config['batch_size']} |",
         f"| epochs | {report['epochs']} trained of {config['epochs']} requested{_early_stopping(config)} |",
         f"| seed | {_seed(config)} |",
@@ -305,6 +305,16 @@ def _dataset_source(config: Mapping[str, Any]) -> str:
 def _early_stopping(config: Mapping[str, Any]) -> str:
     early = config.get("early_stopping")
     return "" if not early else f" (early stopping on `{early.get('monitor')}`)"
+
+
+def _learning_rate(config: Mapping[str, Any]) -> str:
+    schedule = config.get("learning_rate_schedule") or {}
+    if schedule.get("name", "constant") == "constant":
+        return f"{config['learning_rate']:g}"
+    return (
+        f"{config['learning_rate']:g} at its peak: linear warm-up over {schedule['warmup_epochs']:g} "
+        f"epochs, then cosine decay to 0 at the last epoch"
+    )
 
 
 def _seed(config: Mapping[str, Any]) -> str:

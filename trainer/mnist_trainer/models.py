@@ -10,6 +10,8 @@ from typing import TypeAlias
 import keras
 from keras import layers
 
+from mnist_api.spec import LearningRateScheduleName, LearningRateScheduleSpec
+
 from .capsules import CapsuleLength, MarginLoss, RoutingCapsules, Squash
 
 NUM_CLASSES = 10
@@ -116,7 +118,28 @@ def loss_for(name: str) -> LossSpec:
     return _entry(name).loss()
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
+
+
+def learning_rate_over_run(
+    peak: float, schedule: LearningRateScheduleSpec, *, epochs: int, steps_per_epoch: int
+) -> LearningRate:
+    """The spec's learning rate as the optimizer takes it: ``peak`` throughout, or a schedule over the
+    run's ``epochs * steps_per_epoch`` steps. The schedule reads the optimizer's step counter, which the
+    run's backup restores, so a resumed attempt continues the same curve."""
+    if schedule.name == LearningRateScheduleName.CONSTANT:
+        return peak
+    total = epochs * steps_per_epoch
+    # At least one step left to decay over: the spec keeps warm-up below the run, rounding might not.
+    warmup = min(round(schedule.warmup_epochs * steps_per_epoch), total - 1)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total, alpha=0.0)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, alpha=0.0, warmup_target=peak, warmup_steps=warmup
+    )
+
+
+def make_optimizer(name: str, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
     optimizers: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,

@@ -29,9 +29,9 @@ from .errors import DataInvalidError, DataUnavailableError, ReleaseCriteriaError
 from .evaluation import Evaluation, evaluate
 from .export import export_keras, export_onnx, export_saved_model, export_tflite
 from .image_folder import is_archive_url, load_image_folder_dataset
-from .inputs import Splits, split_train_validation, to_dataset
+from .inputs import Splits, split_train_validation, steps_per_epoch, to_dataset
 from .metrics_push import TrainTestExporter
-from .models import NUM_CLASSES, ZOO, build_model, loss_for, make_optimizer
+from .models import NUM_CLASSES, ZOO, build_model, learning_rate_over_run, loss_for, make_optimizer
 from .predict import class_names_beside, predict_for_config
 from .release import ModelFigures, release_failures
 from .run_state import best_value, write_json_atomically
@@ -63,7 +63,11 @@ def train_task(config: TrainerConfig, environ: Mapping[str, str], stops: StopReq
     with _timed(timings, "fetch_seconds"):
         images = fetch_data(config, seed, stops)
     with strategy_scope(cluster):
-        model = build_compiled_model(config, num_classes=len(images.class_names))
+        model = build_compiled_model(
+            config,
+            num_classes=len(images.class_names),
+            steps_per_epoch=steps_per_epoch(len(images.splits.x_train), config.batch_size),
+        )
     with _timed(timings, "train_seconds"):
         callbacks = train_model(
             model, images, config, seed=seed, paths=paths, environ=environ, stops=stops, cluster=cluster
@@ -225,9 +229,12 @@ def load_data(config: TrainerConfig) -> MnistData:
 
 
 # -- build -------------------------------------------------------------------------------------------
-def build_compiled_model(config: TrainerConfig, num_classes: int = NUM_CLASSES) -> keras.Model:
+def build_compiled_model(
+    config: TrainerConfig, *, steps_per_epoch: int, num_classes: int = NUM_CLASSES
+) -> keras.Model:
     """The spec's model from the zoo with its loss, for ``num_classes`` classes, or the base model
-    (fine-tuning: its weights and loss, trained on), compiled with the spec's optimizer and learning rate."""
+    (fine-tuning: its weights and loss, trained on), compiled with the spec's optimizer and learning rate
+    (scheduled over the run's ``config.epochs`` epochs of ``steps_per_epoch`` steps)."""
     if config.base_model_path is not None:
         model = load_base_model(config)
         # The loss it was trained with, saved in the file; the zoo's for its architecture otherwise.
@@ -237,7 +244,15 @@ def build_compiled_model(config: TrainerConfig, num_classes: int = NUM_CLASSES) 
         model = build_model(config.model, num_classes)
         loss = loss_for(config.model)
     model.compile(
-        optimizer=make_optimizer(config.optimizer, config.learning_rate),
+        optimizer=make_optimizer(
+            config.optimizer,
+            learning_rate_over_run(
+                config.learning_rate,
+                config.learning_rate_schedule,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+            ),
+        ),
         loss=loss,
         # Keras picks sparse categorical accuracy from the shapes: argmax of any per-class scores.
         metrics=["accuracy"],
@@ -307,8 +322,8 @@ def train_model(
             shard_by_data(train),
             shard_by_data(validation) if validation is not None else None,
             epochs=config.epochs,
-            steps_per_epoch=-(-len(splits.x_train) // config.batch_size),
-            validation_steps=-(-len(splits.x_val) // config.batch_size),
+            steps_per_epoch=steps_per_epoch(len(splits.x_train), config.batch_size),
+            validation_steps=steps_per_epoch(len(splits.x_val), config.batch_size),
             callbacks=callbacks.in_order,
         )
         return callbacks
@@ -566,7 +581,7 @@ def _file_size_mb(path: str | None) -> float | None:
 
 def _log_start(config: TrainerConfig, seed: int) -> None:
     log.info(
-        "training %s/%s (uid %s): %s on %s, %d epochs, batch %d, %s lr %g, seed %d",
+        "training %s/%s (uid %s): %s on %s, %d epochs, batch %d, %s lr %g (%s), seed %d",
         config.namespace,
         config.name,
         config.uid,
@@ -576,6 +591,7 @@ def _log_start(config: TrainerConfig, seed: int) -> None:
         config.batch_size,
         config.optimizer,
         config.learning_rate,
+        config.learning_rate_schedule.name,
         seed,
     )
 

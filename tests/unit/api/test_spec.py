@@ -12,12 +12,13 @@ from .manifests import HEADER, load_spec, problems
 def test_an_empty_spec_gets_every_default() -> None:
     spec = load_manifests(HEADER)[0].spec
     assert (spec.dataset.name, spec.model, spec.optimizer) == ("mnist", "convnet", "adam")
-    assert (spec.epochs, spec.batch_size, spec.learning_rate, spec.validation_split) == (5, 64, 0.001, 0.1)
+    assert (spec.epochs, spec.batch_size, spec.learning_rate, spec.validation_split) == (5, 128, 0.004, 0.1)
     assert spec.metrics.histogram_buckets == list(HISTOGRAM_WEIGHT_BUCKETS_0_3)
     assert spec.metrics.ignore_exceptions is True
     assert spec.output.formats == ["keras", "savedmodel"]
     assert spec.early_stopping is None
     assert spec.run_policy.backoff_limit == 3
+    assert (spec.learning_rate_schedule.name, spec.learning_rate_schedule.warmup_epochs) == ("cosine", 0.3)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +90,12 @@ def test_each_bad_field_is_named_with_its_rule(spec_yaml: str, expected: str) ->
     ("spec_yaml", "path", "message"),
     [
         ("  task: evaluate\n", "spec", "task evaluate and task predict need baseModel"),
+        (
+            "  epochs: 2\n  learningRateSchedule: {warmupEpochs: 2}\n",
+            "spec",
+            "learningRateSchedule.warmupEpochs must be fewer than epochs",
+        ),
+        ("  learningRateSchedule: {warmupEpochs: 5}\n", "spec", "learningRateSchedule.warmupEpochs must be"),
         ("  task: predict\n  baseModel: {training: digits}\n", "spec", "task predict needs spec.predict"),
         ("  baseModel: {claimName: models}\n", "spec.baseModel", "baseModel.claimName needs path"),
         (

@@ -124,7 +124,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         validation_split=0.0,
         export_formats=["keras"],
     )
-    model = build_compiled_model(config)
+    model = build_compiled_model(config, steps_per_epoch=320 // 16)
     data = synthetic_mnist(n_train=320, n_test=0, seed=1)
     x, y = data["x_train"].astype(np.float32), data["y_train"]
     before = model.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
