@@ -140,7 +140,7 @@ def fit_across_workers(
     *,
     epochs: int,
     steps_per_epoch: int,
-    validation_steps: int = 0,
+    validation_steps: int,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> None:
     """``model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks)`` under

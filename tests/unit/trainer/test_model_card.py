@@ -12,7 +12,7 @@ from PIL import Image
 
 from mnist_api.env import TrainerConfig
 from mnist_api.layout import MODEL_CARD_FILE, PLOT_FILES, PLOTS_DIR, RunPaths
-from mnist_api.spec import ReleaseCriteriaSpec
+from mnist_api.spec import LearningRateScheduleSpec, ReleaseCriteriaSpec
 from mnist_trainer.datasets import FASHION_CLASSES
 from mnist_trainer.evaluation import Evaluation
 from mnist_trainer.model_card import ModelCardFiles, write_card
@@ -149,6 +149,13 @@ def five_epochs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelCa
     return run_dir(config), write_card(make_report(config), MATRIX, run_dir(config))
 
 
+def test_a_constant_learning_rate_is_given_as_it_is(tmp_path: Path) -> None:
+    config = make_config(tmp_path, learning_rate_schedule=LearningRateScheduleSpec(name="constant"))
+    files = write_card(make_report(config), MATRIX, run_dir(config))
+    card = files.card.read_text(encoding="utf-8")
+    assert table_row(card, "learning rate") == ["learning rate", "0.001"]
+
+
 def test_card_holds_the_run_figures_and_each_release_verdict(
     five_epochs: tuple[Path, ModelCardFiles],
 ) -> None:
@@ -161,7 +168,10 @@ def test_card_holds_the_run_figures_and_each_release_verdict(
     assert "Test loss **0.0712**" in card
     assert table_row(card, "parameters") == ["parameters", "104,202"]
     assert table_row(card, "optimizer") == ["optimizer", "adam"]
-    assert table_row(card, "learning rate") == ["learning rate", "0.001"]
+    assert table_row(card, "learning rate") == [
+        "learning rate",
+        "0.001 at its peak: linear warm-up over 0.3 epochs, then cosine decay to 0 at the last epoch",
+    ]
     assert table_row(card, "batch size") == ["batch size", "128"]
     assert table_row(card, "epochs")[1].startswith("5 trained of 5 requested")
     assert table_row(card, "seed") == ["seed", "7"]
