@@ -68,7 +68,7 @@ DEFAULT_BATCH = MnistTrainingSpec().batch_size
 
 class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
     """Wall and CPU seconds of each epoch, on_epoch_begin to on_epoch_end. Only epoch hooks: a batch hook
-    would turn off Keras' asynchronous batch-end dispatch and slow the very thing it measures.
+    would run at every step and slow the very thing it measures.
 
     CPU time (this process, all threads) is the cross-check: other work on a shared machine stretches
     wall time a lot more than it changes the CPU time the training itself needs."""
@@ -122,9 +122,10 @@ PER_RUN_HOOKS = ("on_train_begin", "on_train_end")
 def instrument(callback: keras.callbacks.Callback, ledger: dict[str, float]) -> None:
     """Add the seconds spent inside each of the callback's own hooks to ``ledger[hook]``.
 
-    Only hooks the callback overrides are wrapped: Keras tells overridden batch hooks from its default
-    no-ops by a marker on the method and turns off asynchronous batch-end dispatch for them, so wrapping
-    a default hook would change what is measured. The wrapper costs about a microsecond per call.
+    Only hooks the callback overrides are wrapped: a default hook is a no-op that Keras tells by a marker
+    on the method (and on backends other than TensorFlow, one overridden batch-end hook turns off the
+    asynchronous dispatch of every batch-end hook), so wrapping it would change what is measured. The
+    wrapper costs about a microsecond per call.
     """
     for hook in HOOKS:
         method = getattr(callback, hook)
@@ -142,9 +143,10 @@ def instrument(callback: keras.callbacks.Callback, ledger: dict[str, float]) -> 
 
 
 class SyncBatchHook(keras.callbacks.Callback):  # type: ignore[misc]
-    """A no-op ``on_train_batch_end``: what any batch hook costs by itself (Keras then converts every
-    batch's logs to Python floats on the training thread instead of a helper thread). BackupAndRestore,
-    ModelCheckpoint and ProgressLog all override that hook, so the trainer always pays this."""
+    """A no-op ``on_train_batch_end``: what a batch hook costs by itself, one Python call per step. With
+    the TensorFlow backend Keras runs batch-end hooks on the training thread whether or not any callback
+    overrides them (``IS_THREAD_SAFE`` is False there: no asynchronous dispatch), so this is all it costs.
+    Of the trainer's callbacks only ProgressLog (the heartbeat) has a training batch hook."""
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         pass
@@ -154,8 +156,8 @@ class EpochWindow:
     """Times each epoch from the first callback's ``on_epoch_begin`` to the last one's ``on_epoch_end``,
     so the window holds the training steps, the validation pass and every callback's epoch work, but not
     ``fit``'s set-up and tear-down (iterator clean-up there stalls for up to half a second at random on
-    this machine, for bare and trainer alike: noise, not cost). Epoch hooks only, so Keras' asynchronous
-    batch-end dispatch stays as the measured callbacks leave it."""
+    this machine, for bare and trainer alike: noise, not cost). Epoch hooks only, so no step pays for the
+    measurement."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
