@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import keras
+from keras.src.backend.common import global_state
 
 from .run_state import ResilientBackupAndRestore
 
-__all__ = ["BackupAndBestModel", "write_keras_archive"]
+__all__ = ["BackupAndBestModel", "keep_keras_saving_skipsets", "write_keras_archive"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class BackupAndBestModel(ResilientBackupAndRestore):
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         super().on_epoch_end(epoch, logs)  # the backup: the variables, then the epoch's number
+        keep_keras_saving_skipsets()
         current = (logs or {}).get(self.monitor)
         if current is None:
             if not self._missing_monitor_logged:
@@ -78,6 +80,21 @@ class BackupAndBestModel(ResilientBackupAndRestore):
         if self.best is None:
             return True
         return current > self.best if "accuracy" in self.monitor else current < self.best
+
+
+def keep_keras_saving_skipsets() -> None:
+    """Make Keras' saving reuse what it already worked out, as it means to.
+
+    For each kind of object it saves (layer, optimizer, metric, ...), Keras works out the attributes to
+    skip by building a reference object of that kind, and caches the set, but files it under
+    ``saving_attr_skipset_<kind>`` and looks under ``saving_attr_skiplist_<kind>`` (Keras 3.15), so every
+    save builds those reference objects again: most of what saving a small model's weights costs. This
+    files each set under the name Keras looks for too; once Keras uses one name, it changes nothing.
+    """
+    tracker = global_state.GLOBAL_STATE_TRACKER  # per thread, like every save's own lookups
+    for name, skipset in list(vars(tracker).items()):
+        if name.startswith("saving_attr_skipset_"):
+            setattr(tracker, name.replace("saving_attr_skipset_", "saving_attr_skiplist_", 1), skipset)
 
 
 def write_keras_archive(model: keras.Model, weights_file: Path, destination: Path) -> Path:

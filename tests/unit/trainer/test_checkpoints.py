@@ -14,7 +14,7 @@ import pytest
 from mnist_api.env import TrainerConfig
 from mnist_api.layout import RunPaths
 from mnist_trainer.callbacks import training_callbacks
-from mnist_trainer.checkpoints import BackupAndBestModel
+from mnist_trainer.checkpoints import BackupAndBestModel, keep_keras_saving_skipsets
 from mnist_trainer.errors import Interrupted
 from mnist_trainer.models import build_model, loss_for, make_optimizer
 from mnist_trainer.run_state import RunState
@@ -172,3 +172,17 @@ def test_sigterm_mid_epoch_records_nothing_of_that_epoch_and_a_rerun_resumes_at_
         4,
         5,
     ]
+
+
+def test_keras_reuses_its_saving_skipsets_and_the_weights_still_round_trip(tmp_path: Path) -> None:
+    from keras.src.saving import saving_lib
+
+    model = zoo_model()
+    model.fit(IMAGES[:16], LABELS[:16], epochs=1, verbose=0)
+    model.save_weights(tmp_path / "first.weights.h5")
+    keep_keras_saving_skipsets()
+    assert saving_lib.get_attr_skipset("Functional") is saving_lib.get_attr_skipset("Functional")
+    model.save_weights(tmp_path / "second.weights.h5")
+    copy = zoo_model()
+    copy.load_weights(tmp_path / "second.weights.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), copy.get_weights(), strict=True))
