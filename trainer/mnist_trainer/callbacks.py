@@ -18,14 +18,21 @@ from mnist_api.env import PUSHGATEWAY_PASSWORD_ENV, PUSHGATEWAY_USERNAME_ENV, Tr
 from mnist_api.layout import RunPaths
 from mnist_api.metrics import grouping_key
 
+from .checkpoints import BackupAndBestModel
 from .export import export_keras
 from .metrics_push import Handler, TrainTestExporter
 from .progress import ProgressLog
-from .run_state import ResilientBackupAndRestore, RunState, best_value
+from .run_state import RunState, best_value
 from .safe_stop import SafeStop
 from .stop_requests import StopRequests
 
-__all__ = ["TrainingCallbacks", "metrics_pusher", "pushgateway_handler", "training_callbacks"]
+__all__ = [
+    "EpochTensorBoard",
+    "TrainingCallbacks",
+    "metrics_pusher",
+    "pushgateway_handler",
+    "training_callbacks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +88,20 @@ def training_callbacks(
         metrics_push.resume_elapsed(run_state.elapsed_seconds)
     Path(paths.best_checkpoint).parent.mkdir(parents=True, exist_ok=True)
     in_order = [
+        # First: a stop ends a half-trained epoch before anything below records it (safe_stop.py).
         SafeStop(stops),
         run_state,
-        ResilientBackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            str(paths.best_checkpoint),
+        BackupAndBestModel(
+            backup_dir,
+            Path(paths.best_checkpoint),
             monitor=monitor,
-            save_best_only=True,
             # A retried attempt's first epoch must beat the earlier attempts' best, not overwrite it.
             initial_value_threshold=best_value(previous, monitor),
         ),
         progress,
+        # A retried attempt appends to the same run folder at the right epoch numbers.
+        EpochTensorBoard(str(paths.tensorboard)),
     ]
-    # TensorBoard's curves, per epoch only: no graph, no histograms, no profiling, which would cost time
-    # every step. A retried attempt appends to the same run folder at the right epoch numbers.
-    in_order.append(
-        keras.callbacks.TensorBoard(
-            str(paths.tensorboard), histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0
-        )
-    )
     if config.checkpoint_interval is not None:
         in_order.append(EpochCheckpoints(paths, config.checkpoint_interval))
     in_order += _early_stopping(config)
@@ -122,6 +124,24 @@ def _early_stopping(config: TrainerConfig) -> list[keras.callbacks.Callback]:
             verbose=0,
         )
     ]
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):  # type: ignore[misc]
+    """TensorBoard's curves, per epoch only: no graph, no histograms, no profiling, which would cost time
+    every step.
+
+    Keras' TensorBoard also has training batch hooks, called at every step: one hands every step's
+    figures to ``tf.summary``, which records nothing when curves are written per epoch (no summary writer
+    is open between epochs) but still costs a sizeable share of a small model's step; the other counts
+    steps for per-batch curves and profiling, neither of which is on here. Both are Keras' no-op
+    defaults here.
+    """
+
+    on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir, histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0)
 
 
 class EpochCheckpoints(keras.callbacks.Callback):  # type: ignore[misc]

@@ -220,6 +220,12 @@ class _Loop:
                 # No figures per batch: reading the summed metrics is a collective every worker must
                 # join at the same step, and progress lines come at each worker's own time.
                 callback_list.on_train_batch_end(step, {})
+                if model.stop_training:
+                    # A stop request (SafeStop), on which fit's own loop breaks too. The half-trained
+                    # epoch reaches neither on_epoch_end nor a collective the other workers may not
+                    # join (its figures, the validation); SafeStop raises in on_train_end.
+                    callback_list.on_train_end(logs)
+                    return
             logs = {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
             if validation_batches is not None:
                 for _ in range(validation_steps):
