@@ -63,7 +63,8 @@ from mnist_trainer.stop_requests import StopRequests
 from tests.support.servers import start_pushgateway
 
 SEED = 42
-DEFAULT_BATCH = MnistTrainingSpec().batch_size
+_SPEC = MnistTrainingSpec()
+DEFAULT_BATCH = _SPEC.batch_size
 
 
 class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
@@ -225,8 +226,8 @@ class TrainerCallbacks:
 
 
 def trainer_config(root: str, epochs: int, pushgateway_url: str) -> TrainerConfig:
-    """The spec defaults (convnet, adam, lr 0.001, batch 64, validation 0.1, the seeds' 0.3 histogram
-    buckets) as the operator would hand them to the trainer."""
+    """The spec defaults (convnet, adam, its learning rate and schedule, its batch size, validation 0.1,
+    the seeds' 0.3 histogram buckets) as the operator would hand them to the trainer."""
     return TrainerConfig(
         namespace="bench",
         name="overhead",
@@ -237,8 +238,9 @@ def trainer_config(root: str, epochs: int, pushgateway_url: str) -> TrainerConfi
         model=MODEL,
         epochs=epochs,
         batch_size=DEFAULT_BATCH,
-        learning_rate=0.001,
-        optimizer="adam",
+        learning_rate=_SPEC.learning_rate,
+        learning_rate_schedule=_SPEC.learning_rate_schedule,
+        optimizer=_SPEC.optimizer.value,
         validation_split=0.1,
         export_formats=["keras"],
         pushgateway_url=pushgateway_url,
