@@ -22,15 +22,16 @@ Method:
    starts): the product's path, ``build_model("convnet")`` compiled as ``pipeline.build_compiled_model``
    does (adam 0.001, sparse categorical cross-entropy, accuracy), ``model.fit`` on ``inputs.to_dataset``
    batches of real Fashion-MNIST, one untimed warm-up epoch then ``--rounds`` timed epochs (median).
-   Variants: TF's default threads; intra-op 2 / inter-op 1; intra-op 1 / inter-op 1; oneDNN off; batch
-   256; XLA ``jit_compile=True``. Each subprocess measures the matmul before and after its epochs.
-4. **Where the time goes** (batch 64, default settings): one more epoch under ``tf.profiler.experimental``
-   (a host trace), its ops' times summed by op type from the XSpace file: the convolution kernels
-   against the small ops, their summed time against the wall time, and the GFLOP/s of the convolution
-   and matmul kernels while they run.
+   Variants: TF's default threads at the spec's batch size; batch 64; intra-op 1 / inter-op 1; oneDNN
+   off; batch 256; XLA ``jit_compile=True`` (``--variants`` also takes intra2, onednn1,
+   intra2-batch256). Each subprocess measures the matmul before and after its epochs.
+4. **Where the time goes** (the spec's batch size, default settings): one more epoch under
+   ``tf.profiler.experimental`` (a host trace), its ops' times summed by op type from the XSpace file:
+   the convolution kernels against the small ops, their summed time against the wall time, and the
+   GFLOP/s of the convolution and matmul kernels while they run.
 
     python -m bench.hardware [--images 12000] [--rounds 3] \\
-        [--variants default,intra2,intra1,onednn0,batch256,xla] [--no-profile]
+        [--variants default,batch64,intra1,onednn0,batch256,xla] [--no-profile]
 """
 
 import argparse
@@ -49,6 +50,7 @@ from bench import _common as common
 import keras
 import tensorflow as tf
 
+from mnist_api.spec import MnistTrainingSpec
 from mnist_trainer.datasets import MnistData
 from mnist_trainer.inputs import split_train_validation, to_dataset
 from mnist_trainer.models import build_model, make_optimizer
@@ -57,19 +59,33 @@ SEED = 42
 MATMUL_N = 2048
 BRIEF_FLOPS_PER_CYCLE = 64  # two 512-bit FMA units x 16 lanes x 2
 ZEN4_FLOPS_PER_CYCLE = 32  # Zen 4: AVX-512 on two 256-bit FMA pipes, 2 x 8 lanes x 2
+SPEC_BATCH = MnistTrainingSpec().batch_size  # the "default" variant trains as the spec's default does
 
 # name: (environment, worker settings)
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {"env": {}, "intra": 0, "inter": 0, "batch": 64, "jit": False},
-    "intra2": {"env": {}, "intra": 2, "inter": 1, "batch": 64, "jit": False},
-    "intra1": {"env": {}, "intra": 1, "inter": 1, "batch": 64, "jit": False},
-    "onednn0": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}, "intra": 0, "inter": 0, "batch": 64, "jit": False},
-    "onednn1": {"env": {"TF_ENABLE_ONEDNN_OPTS": "1"}, "intra": 0, "inter": 0, "batch": 64, "jit": False},
+    "default": {"env": {}, "intra": 0, "inter": 0, "batch": SPEC_BATCH, "jit": False},
+    "batch64": {"env": {}, "intra": 0, "inter": 0, "batch": 64, "jit": False},
+    "intra2": {"env": {}, "intra": 2, "inter": 1, "batch": SPEC_BATCH, "jit": False},
+    "intra1": {"env": {}, "intra": 1, "inter": 1, "batch": SPEC_BATCH, "jit": False},
+    "onednn0": {
+        "env": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+        "intra": 0,
+        "inter": 0,
+        "batch": SPEC_BATCH,
+        "jit": False,
+    },
+    "onednn1": {
+        "env": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+        "intra": 0,
+        "inter": 0,
+        "batch": SPEC_BATCH,
+        "jit": False,
+    },
     "batch256": {"env": {}, "intra": 0, "inter": 0, "batch": 256, "jit": False},
     "intra2-batch256": {"env": {}, "intra": 2, "inter": 1, "batch": 256, "jit": False},
-    "xla": {"env": {}, "intra": 0, "inter": 0, "batch": 64, "jit": True},
+    "xla": {"env": {}, "intra": 0, "inter": 0, "batch": SPEC_BATCH, "jit": True},
 }
-DEFAULT_VARIANTS = "default,intra2,intra1,onednn0,batch256,xla"
+DEFAULT_VARIANTS = "default,batch64,intra1,onednn0,batch256,xla"
 
 
 # -- 1. FLOPs ----------------------------------------------------------------------------------------
@@ -307,8 +323,9 @@ def main() -> None:
     )  # fmt: skip
     print(
         f"  forward {forward_per_image / 1e6:.3f} MFLOP/image, training step {train_per_image / 1e6:.3f} "
-        f"MFLOP/image = {64 * train_per_image / 1e9:.3f} GFLOP per batch-64 step; left out (elementwise, "
-        f"Adam): <= {extra_per_image / 1e6:.3f} MFLOP/image ({100 * extra_per_image / train_per_image:.1f} %)"
+        f"MFLOP/image = {SPEC_BATCH * train_per_image / 1e9:.3f} GFLOP per batch-{SPEC_BATCH} step; left "
+        f"out (elementwise, Adam): <= {extra_per_image / 1e6:.3f} MFLOP/image "
+        f"({100 * extra_per_image / train_per_image:.1f} %)"
     )
 
     mhz, cores = clock_mhz(), os.cpu_count() or 1
@@ -362,7 +379,7 @@ def main() -> None:
 
     profile: dict[str, Any] = {}
     if "default" in results and "trace" in results["default"]:
-        common.section("4. where the time goes (batch 64, default settings, one traced epoch)")
+        common.section(f"4. where the time goes (batch {SPEC_BATCH}, default settings, one traced epoch)")
         default = results["default"]
         trace = default["trace"]
         steps = default["steps_per_epoch"]
@@ -379,7 +396,7 @@ def main() -> None:
             [f"{len(op_seconds) - 12} other op types", "", 1000 * rest / steps, f"{100 * rest / total:.0f}%"]
         )
         print(common.table(["op type", "calls/step", "op ms/step", "share of op time"], prof_rows))
-        kernel_gflops = steps * 64 * train_per_image / heavy_s / 1e9
+        kernel_gflops = steps * SPEC_BATCH * train_per_image / heavy_s / 1e9
         wall_ms = 1000 * trace["traced_epoch_wall_seconds"] / steps
         print(
             f"  convolution and matmul kernels: {100 * heavy_s / total:.0f} % of the summed op time, "
@@ -390,8 +407,8 @@ def main() -> None:
         pf = default["profiler_flops"]
         if pf.get("total"):
             print(
-                f"  tf.compat.v1.profiler: {pf['total'] / 1e9:.3f} GFLOP per batch-64 step (forward + gradients, "
-                f"no optimizer) against {64 * train_per_image / 1e9:.3f} counted here"
+                f"  tf.compat.v1.profiler: {pf['total'] / 1e9:.3f} GFLOP per batch-{SPEC_BATCH} step (forward + "
+                f"gradients, no optimizer) against {SPEC_BATCH * train_per_image / 1e9:.3f} counted here"
             )
         else:
             print(f"  tf.compat.v1.profiler: no count ({pf.get('error')})")
@@ -409,7 +426,8 @@ def main() -> None:
             "layers": rows,
             "forward_flops_per_image": forward_per_image,
             "training_flops_per_image": train_per_image,
-            "training_gflop_per_batch64_step": 64 * train_per_image / 1e9,
+            "spec_batch": SPEC_BATCH,
+            "training_gflop_per_spec_batch_step": SPEC_BATCH * train_per_image / 1e9,
             "elementwise_flops_per_image_upper_bound": extra_per_image,
         },
         "peak": {
