@@ -22,6 +22,9 @@ class Tracked:
     written_status: dict[str, Any] | None = None
     workload: dict[str, Any] | None = None
     """Kueue's Workload of the Job (``workload_summary``), while the Job waits in a queue."""
+    created_job: str | None = None
+    """The Job this operator created for the training, until an Event has said so: the status writer
+    tells it together with the training's first status, in one Event instead of two."""
 
 
 class Store:
