@@ -48,9 +48,12 @@ def pod_event(name: str = "digits", uid: str = "u-1", **status: Any) -> dict[str
 
 
 def make_operator(kube: FakeKube, posted: Posted, **config: Any) -> Operator:
-    settings = Config(status_coalesce_seconds=0.01, **config)
+    settings = Config(**{"status_coalesce_seconds": 0.01, **config})
     return Operator(
-        settings, kube, lambda _body, kind, reason, message: posted.append((kind, reason, message)), lambda: NOW
+        settings,
+        kube,
+        lambda _body, kind, reason, message: posted.append((kind, reason, message)),
+        lambda: NOW,
     )  # type: ignore[arg-type]
 
 

@@ -43,3 +43,41 @@ async def test_a_failed_status_write_is_retried_until_it_lands() -> None:
     await operator.child_event("job", "ADDED", job_event(active=1))
     await settle()
     assert len(kube.statuses) == 1 and not kube.failures
+
+
+async def test_a_status_write_waits_while_a_job_is_being_created() -> None:
+    """Creations first (priority.py): a burst of new trainings gets its Jobs before their statuses."""
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    await operator.ensure_job(training())
+    await operator.training_event("ADDED", training())
+    async with operator.creations.creating():  # another training's Job on its way
+        await operator.child_event("job", "ADDED", job_event(active=1))
+        await settle()
+        assert not kube.statuses and not posted
+    await settle()
+    assert len(kube.statuses) == 1
+    assert [reason for _, reason, _ in posted] == ["JobCreated"]
+
+
+async def test_creations_that_never_end_delay_a_status_write_by_max_wait_at_most() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    operator.creations.max_wait = 0.05
+    await operator.ensure_job(training())
+    await operator.training_event("ADDED", training())
+    async with operator.creations.creating():
+        await operator.child_event("job", "ADDED", job_event(active=1))
+        await settle()
+        assert len(kube.statuses) == 1
+
+
+async def test_new_figures_are_written_without_waiting_for_the_coalescing_window() -> None:
+    """A poll's news: the next poll is an interval away, so the window would only add to the lag."""
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted, status_coalesce_seconds=30)
+    await operator.ensure_job(training())
+    await operator.training_event("ADDED", training())
+    operator.status.request_refresh(("ml", "digits"), at_once=True)
+    await settle()
+    assert len(kube.statuses) == 1
