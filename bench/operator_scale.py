@@ -619,6 +619,54 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
     return out
 
 
+def projection(results: Results, kind: str, to: int) -> dict[str, Any] | None:
+    """The operator's peak RSS (VmHWM) at ``to`` trainings, extrapolated on a straight line: through the
+    scale points' peaks (least squares) when there are two or more, else from the idle RSS through the
+    one peak. For a scale this machine's control plane cannot hold (10,000 on 2 shared cores)."""
+    points = [
+        (count, run.rss_hwm_mib, run.rss_idle_mib)
+        for count, pair in results.items()
+        if (run := median_run(pair.get(kind) or [RunResult(kind, count, ok=False)])).ok
+        and not math.isnan(run.rss_hwm_mib)
+    ]
+    if not points:
+        return None
+    if len({count for count, _, _ in points}) >= 2:
+        mean_n = statistics.fmean(count for count, _, _ in points)
+        mean_rss = statistics.fmean(hwm for _, hwm, _ in points)
+        slope = sum((n - mean_n) * (hwm - mean_rss) for n, hwm, _ in points) / sum(
+            (n - mean_n) ** 2 for n, _, _ in points
+        )
+        intercept = mean_rss - slope * mean_n
+        method = "least squares through the peaks at N=" + ", ".join(str(n) for n, _, _ in points)
+    else:
+        count, hwm, idle = points[0]
+        slope, intercept = (hwm - idle) / count, idle
+        method = f"from the idle RSS through the peak at N={count}"
+    return {
+        "to": to,
+        "rss_mib": round(intercept + slope * to, 1),
+        "slope_kib_per_training": round(slope * MIB, 1),
+        "method": method,
+    }
+
+
+def projection_lines(results: Results, args: argparse.Namespace) -> list[str]:
+    lines = []
+    for kind in ("ours", "baseline"):
+        if (p := projection(results, kind, args.project_to)) is None:
+            continue
+        line = (
+            f"{kind}: projected RSS at {p['to']:,}: {p['rss_mib']:.1f} MiB (slope "
+            f"{p['slope_kib_per_training']:.1f} KiB/training, {p['method']})"
+        )
+        if kind == "ours":
+            met = p["rss_mib"] <= args.projected_rss_target_mib
+            line += f"; <= {args.projected_rss_target_mib:g} MiB: {'met' if met else 'NOT met'}"
+        lines.append(line)
+    return lines
+
+
 def machine(args: argparse.Namespace) -> dict[str, Any]:
     """The shared machine facts, plus what this benchmark's figures also depend on: the Kubernetes release
     and the commit (with whether the operator or the API had local changes)."""
@@ -654,6 +702,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="max wait for all Jobs, s")
     parser.add_argument("--rss-target-mib", type=float, default=200.0)
     parser.add_argument("--job-target", type=float, default=60.0, help="every Job within this, s")
+    parser.add_argument(
+        "--project-to", type=int, default=10_000, help="project the peak RSS to this many trainings"
+    )
+    parser.add_argument("--projected-rss-target-mib", type=float, default=600.0)
     parser.add_argument(
         "--latency-ratio-target", type=float, default=1.3, help="create→Job p99, ours/baseline at most"
     )
@@ -730,9 +782,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Targets (ours, real control plane):")
     for line in verdicts:
         print("  " + line)
+    projected = projection_lines(results, args)
+    for line in projected:
+        print("  " + line)
     if args.json:
         path = common.write_results(
-            "operator_scale", document(results, verdicts, info, args), args.json, versions=VERSIONS
+            "operator_scale",
+            document(results, verdicts + projected, info, args),
+            args.json,
+            versions=VERSIONS,
         )
         print(f"JSON: {path}")
     print()
@@ -765,6 +823,7 @@ def document(
         "machine": info,
         "settings": {k: v for k, v in vars(args).items() if k not in skip and not callable(v)},
         "targets": verdicts,
+        "projected_rss": {kind: projection(results, kind, args.project_to) for kind in ("ours", "baseline")},
         "medians": {
             str(count): {kind: asdict(median_run(runs)) for kind, runs in pair.items()}
             for count, pair in results.items()
