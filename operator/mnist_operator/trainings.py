@@ -57,7 +57,7 @@ class Trainings:
     async def ensure_job(self, body: Mapping[str, Any]) -> str:
         """Create the training's Job unless it exists; idempotent across operator restarts. A multi-worker
         training's headless Service comes first: its workers look each other up as soon as they start."""
-        training = validate_training(body)
+        training = self.store.known(body) or validate_training(body)
         try:
             claim = await self.base_model_claim(training)
             service = build_worker_service(training) if training.spec.workers > 1 else None
@@ -84,7 +84,7 @@ class Trainings:
         # bookkeeping patch of the same object. (Nor would handing it to kopf, whose patch would carry
         # it: with a status subresource kopf sends the status as a request of its own, after the
         # body's, in the handler's time.)
-        entry = self.store.get(self.store.update_training(body))
+        entry = self.store.get(self.store.update_training(body, training))
         if created:
             opmetrics.TRAININGS_CREATED.inc()
             if entry is not None and not entry.written_status:
