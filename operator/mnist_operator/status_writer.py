@@ -67,18 +67,19 @@ class StatusWriter:
 
     async def _refresh_after(self, key: Key, delay: float) -> None:
         await asyncio.sleep(delay)
-        await self.creations.wait()
-        self._due.discard(key)  # from here on, a new change asks for another refresh
-        backoff = self._backoffs.setdefault(key, Backoff(self.retry_seconds))
-        try:
-            await self.refresh(key)
-        except Exception as error:  # e.g. the API server is briefly unreachable: nothing may be lost
-            delay = backoff.next_delay()
-            log.warning("status of %s/%s not written (%s); retrying in %gs", *key, error, delay)
-            await asyncio.sleep(delay)
-            self.request_refresh(key)
-        else:
-            backoff.reset()
+        async with self.creations.turn():
+            self._due.discard(key)  # from here on, a new change asks for another refresh
+            backoff = self._backoffs.setdefault(key, Backoff(self.retry_seconds))
+            try:
+                await self.refresh(key)
+            except Exception as error:  # e.g. the API server is briefly unreachable: nothing may be lost
+                retry_in = backoff.next_delay()
+                log.warning("status of %s/%s not written (%s); retrying in %gs", *key, error, retry_in)
+            else:
+                backoff.reset()
+                return
+        await asyncio.sleep(retry_in)  # not in its turn: other writes go meanwhile
+        self.request_refresh(key)
 
     async def refresh(self, key: Key) -> None:
         lock = self._locks.setdefault(key, asyncio.Lock())

@@ -3,6 +3,8 @@ Driven through the Operator's public calls with a fake of the one API client (fa
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from mnist_operator.kube import ApiError
@@ -81,3 +83,25 @@ async def test_new_figures_are_written_without_waiting_for_the_coalescing_window
     operator.status.request_refresh(("ml", "digits"), at_once=True)
     await settle()
     assert len(kube.statuses) == 1
+
+
+async def test_past_max_wait_status_writes_trickle_one_at_a_time_until_the_creations_end() -> None:
+    from mnist_operator.priority import CreationsFirst
+
+    creations = CreationsFirst(max_wait=0.01, trickle=1)
+    inside, most = 0, 0
+
+    async def write() -> None:
+        nonlocal inside, most
+        async with creations.turn():
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.02)
+            inside -= 1
+
+    async with creations.creating():
+        writes = [asyncio.create_task(write()) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert most == 1 and not all(task.done() for task in writes)
+    await asyncio.gather(*writes)
+    assert most >= 2  # the rest went together once the creations ended
