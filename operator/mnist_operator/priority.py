@@ -47,10 +47,6 @@ class CreationsFirst:
                 async with self._turns:
                     self._turns.notify_all()  # the trickle's waiters go all at once now
 
-    @property
-    def active(self) -> int:
-        return self._active
-
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         """Around one status write: at once when no creation is under way; else after the creations,
