@@ -788,7 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         path = common.write_results(
             "operator_scale",
-            document(results, verdicts + projected, info, args),
+            document(results, verdicts, info, args),
             args.json,
             versions=VERSIONS,
         )
