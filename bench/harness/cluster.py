@@ -86,6 +86,7 @@ class ClusterRecorder(RecordQueries):
         self.audit_log = audit_log
         self.created: dict[tuple[str, str, str], float] = {}
         self.epochs: dict[tuple[str, str, int], float] = {}
+        self.statuses: dict[tuple[str, str], float] = {}
         self.uids: dict[tuple[str, str], str] = {}
         self.seen: list[Seen] = []
         self.last_request = 0.0

@@ -3,6 +3,7 @@ log fills them: cluster.py):
 
 * ``created``: (plural, namespace, name) -> monotonic time the object first appeared;
 * ``epochs``: (namespace, name, epoch) -> when a status write first carried ``status.epoch == epoch``;
+* ``statuses``: (namespace, name) -> when the resource's status was first written;
 * ``uids``: (namespace, name) -> the MnistTraining's uid (the grouping key of its metrics pushes);
 * ``seen``: the OPERATOR's requests (never the harness's own), for counts per verb and resource;
 * ``last_request``: when the operator last made a request, to tell when it has gone quiet.
@@ -31,6 +32,7 @@ class RecordQueries:
 
     created: dict[tuple[str, str, str], float]
     epochs: dict[tuple[str, str, int], float]
+    statuses: dict[tuple[str, str], float]
     uids: dict[tuple[str, str], str]
     seen: list[Seen]
     last_request: float
@@ -50,7 +52,8 @@ class RecordQueries:
         )
 
     def note_status(self, namespace: str, name: str, status: Any, at: float) -> None:
-        """Stamp the first time a resource's status carried each epoch."""
+        """Stamp the first time a resource's status was written, and carried each epoch."""
+        self.statuses.setdefault((namespace, name), at)
         epoch = status.get("epoch") if isinstance(status, dict) else None
         if isinstance(epoch, int):
             self.epochs.setdefault((namespace, name, epoch), at)

@@ -19,6 +19,7 @@ from .clock import utc_now
 from .config import Config
 from .kube import Kube
 from .pollers import Pollers
+from .priority import CreationsFirst
 from .pushgateway import RunKey
 from .queues import Queues
 from .state import ChildKind, Store
@@ -33,16 +34,24 @@ class Operator:
         self.config = config
         self.store = Store()
         self.pollers = Pollers(config, kube, self._metrics_changed)
+        self.creations = CreationsFirst()
         self.status = StatusWriter(
             self.store,
             kube,
             post_event,
             self.pollers.metrics_for,
             coalesce_seconds=config.status_coalesce_seconds,
+            creations=self.creations,
             now=now,
         )
         self.trainings = Trainings(
-            config, kube, self.store, status=self.status, pollers=self.pollers, post_event=post_event
+            config,
+            kube,
+            self.store,
+            status=self.status,
+            pollers=self.pollers,
+            post_event=post_event,
+            creations=self.creations,
         )
         self.queues = Queues(config, kube, self.store, self.status.request_refresh)
         # The per-phase gauge is counted from the store when Prometheus scrapes, not kept by hand.
@@ -86,4 +95,4 @@ class Operator:
         # None: the Pushgateway went away or came back, which every training reading it says.
         keys = self.trainings.trainings_on(url) if runs is None else {(ns, name) for ns, name, _ in runs}
         for key in keys:
-            self.status.request_refresh(key)
+            self.status.request_refresh(key, at_once=True)

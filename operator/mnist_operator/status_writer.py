@@ -1,5 +1,6 @@
 """Writing each training's status: every change recomputes it with the pure reducer, changes within a
-short window make one write, and a phase change or a retried trainer also makes an Event."""
+short window make one write, and a phase change or a retried trainer also makes an Event. Writes wait
+while Jobs are being created (priority.py): a user waits for a Job, not for a status saying "Pending"."""
 
 import asyncio
 import logging
@@ -12,8 +13,9 @@ from . import opmetrics
 from .backoff import Backoff
 from .clock import utc_now
 from .kube import Kube
+from .priority import CreationsFirst
 from .reducer import MetricsView, reduce_status
-from .state import Key, Store
+from .state import Key, Store, Tracked
 
 log = logging.getLogger(__name__)
 FINAL_PHASES = {Phase.SUCCEEDED.value, Phase.FAILED.value}
@@ -31,6 +33,7 @@ class StatusWriter:
         metrics_for: MetricsFor,
         *,
         coalesce_seconds: float,
+        creations: CreationsFirst | None = None,
         retry_seconds: tuple[float, ...] = RETRY_SECONDS,
         now: Callable[[], str] = utc_now,
     ) -> None:
@@ -39,6 +42,7 @@ class StatusWriter:
         self.post_event = post_event
         self.metrics_for = metrics_for
         self.coalesce_seconds = coalesce_seconds
+        self.creations = creations or CreationsFirst()
         self.retry_seconds = retry_seconds
         self._backoffs: dict[Key, Backoff] = {}
         self.now = now
@@ -46,34 +50,36 @@ class StatusWriter:
         self._due: set[Key] = set()  # trainings with a coalesced refresh on its way
         self._refreshes: set[asyncio.Task[None]] = set()
 
-    def request_refresh(self, key: Key) -> None:
+    def request_refresh(self, key: Key, *, at_once: bool = False) -> None:
         """Refresh the training's status soon: every change within ``coalesce_seconds`` makes one write.
         A new Job, its pod and the Job's first status change arrive within a few hundred ms and would
-        otherwise make three writes (and three watch events back) per training. Never waits for the
-        write: the children's events reach the operator through one stream, which one slow write must
-        not hold up."""
+        otherwise make three writes (and three watch events back) per training. ``at_once`` skips that
+        window, for new figures from a Pushgateway poll: the next poll is a whole interval away, so
+        waiting would only add to the lag a user sees. Never waits for the write: the children's events
+        reach the operator through one stream, which one slow write must not hold up."""
         if key in self._due:
             return
         self._due.add(key)
-        task = asyncio.create_task(
-            self._refresh_after(key, self.coalesce_seconds), name=f"refresh {key[0]}/{key[1]}"
-        )
+        delay = 0.0 if at_once else self.coalesce_seconds
+        task = asyncio.create_task(self._refresh_after(key, delay), name=f"refresh {key[0]}/{key[1]}")
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
     async def _refresh_after(self, key: Key, delay: float) -> None:
         await asyncio.sleep(delay)
-        self._due.discard(key)  # from here on, a new change asks for another refresh
-        backoff = self._backoffs.setdefault(key, Backoff(self.retry_seconds))
-        try:
-            await self.refresh(key)
-        except Exception as error:  # e.g. the API server is briefly unreachable: nothing may be lost
-            delay = backoff.next_delay()
-            log.warning("status of %s/%s not written (%s); retrying in %gs", *key, error, delay)
-            await asyncio.sleep(delay)
-            self.request_refresh(key)
-        else:
-            backoff.reset()
+        async with self.creations.turn():
+            self._due.discard(key)  # from here on, a new change asks for another refresh
+            backoff = self._backoffs.setdefault(key, Backoff(self.retry_seconds))
+            try:
+                await self.refresh(key)
+            except Exception as error:  # e.g. the API server is briefly unreachable: nothing may be lost
+                retry_in = backoff.next_delay()
+                log.warning("status of %s/%s not written (%s); retrying in %gs", *key, error, retry_in)
+            else:
+                backoff.reset()
+                return
+        await asyncio.sleep(retry_in)  # not in its turn: other writes go meanwhile
+        self.request_refresh(key)
 
     async def refresh(self, key: Key) -> None:
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -98,16 +104,31 @@ class StatusWriter:
             await self.kube.patch_training_status(key[0], key[1], patch)
             opmetrics.STATUS_PATCHES.inc()
             entry.written_status = status
-            self._announce(entry.training, previous, status)
+            self._announce(entry.training, entry, previous, status)
 
     def forget(self, key: Key) -> None:
         self._locks.pop(key, None)
         self._backoffs.pop(key, None)
 
     def _announce(
-        self, training: MnistTraining, previous: Mapping[str, Any], status: Mapping[str, Any]
+        self,
+        training: MnistTraining,
+        entry: Tracked,
+        previous: Mapping[str, Any],
+        status: Mapping[str, Any],
     ) -> None:
         before, after = previous.get("phase"), status.get("phase")
+        if entry.created_job is not None:
+            # One Event for a new training, not JobCreated and then Pending: `kubectl describe` shows the
+            # Job's name and what the training waits for in one line, and a burst of creations costs the
+            # API server one Event per training fewer. Another phase (a pod that started at once) still
+            # gets its own Event below.
+            message = f"created Job {entry.created_job}"
+            if after == Phase.PENDING.value:
+                message += f"; {status.get('message') or after}"
+                before = after
+            entry.created_job = None
+            self.post_event(reference(training), "Normal", "JobCreated", message)
         retries_before, retries_after = previous.get("attempts") or 0, status.get("attempts") or 0
         if retries_after > max(retries_before, 1) and after not in FINAL_PHASES:
             opmetrics.TRAINER_RETRIES.inc()

@@ -15,6 +15,7 @@ from .config import Config
 from .kube import Kube
 from .naming import KUEUE_QUEUE_LABEL, job_name, kueue_labels
 from .pollers import Pollers
+from .priority import CreationsFirst
 from .reducer import stored_status
 from .state import ChildKind, Key, Store, training_key, validate_training
 from .status_writer import FINAL_PHASES, EventPoster, StatusWriter
@@ -43,6 +44,7 @@ class Trainings:
         status: StatusWriter,
         pollers: Pollers,
         post_event: EventPoster,
+        creations: CreationsFirst,
     ) -> None:
         self.config = config
         self.kube = kube
@@ -50,11 +52,12 @@ class Trainings:
         self.status = status
         self.pollers = pollers
         self.post_event = post_event
+        self.creations = creations
 
     async def ensure_job(self, body: Mapping[str, Any]) -> str:
         """Create the training's Job unless it exists; idempotent across operator restarts. A multi-worker
         training's headless Service comes first: its workers look each other up as soon as they start."""
-        training = validate_training(body)
+        training = self.store.known(body) or validate_training(body)
         try:
             claim = await self.base_model_claim(training)
             service = build_worker_service(training) if training.spec.workers > 1 else None
@@ -70,19 +73,26 @@ class Trainings:
                 ),
             )
             raise
-        if service is not None:
-            service, _ = await self.kube.create_service(service)
-            _check_owner(training, "Service", service)
-        job, created = await self.kube.create_job(build_trainer_job(training, self.config, claim))
+        async with self.creations.creating():
+            if service is not None:
+                service, _ = await self.kube.create_service(service)
+                _check_owner(training, "Service", service)
+            job, created = await self.kube.create_job(build_trainer_job(training, self.config, claim))
         _check_owner(training, "Job", job)
+        name = str(job["metadata"]["name"])
+        # The status follows from the Job's own watch event; writing it here too would only race kopf's
+        # bookkeeping patch of the same object. (Nor would handing it to kopf, whose patch would carry
+        # it: with a status subresource kopf sends the status as a request of its own, after the
+        # body's, in the handler's time.)
+        entry = self.store.get(self.store.update_training(body, training))
         if created:
             opmetrics.TRAININGS_CREATED.inc()
-            self.post_event(body, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
-        # The status follows from the Job's own watch event; writing it here too would only race kopf's
-        # bookkeeping patch of the same object.
-        self.store.update_training(body)
+            if entry is not None and not entry.written_status:
+                entry.created_job = name  # said with the first status (status_writer.py)
+            else:  # that status is written already: say it now
+                self.post_event(body, "Normal", "JobCreated", f"created Job {name}")
         self.pollers.watch(training)
-        return str(job["metadata"]["name"])
+        return name
 
     async def base_model_claim(self, training: MnistTraining) -> str | None:
         """The claim holding spec.baseModel; for a named training, its output claim once it succeeded."""

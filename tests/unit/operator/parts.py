@@ -34,10 +34,26 @@ def job_event(name: str = "digits", uid: str = "u-1", **status: Any) -> dict[str
     }
 
 
+def pod_event(name: str = "digits", uid: str = "u-1", **status: Any) -> dict[str, Any]:
+    labels = {"training.mnist-operator.io/name": name, "training.mnist-operator.io/uid": uid}
+    return {
+        "metadata": {
+            "name": f"{name}-trainer-x1",
+            "namespace": "ml",
+            "labels": labels,
+            "creationTimestamp": NOW,
+        },
+        "status": status,
+    }
+
+
 def make_operator(kube: FakeKube, posted: Posted, **config: Any) -> Operator:
-    settings = Config(status_coalesce_seconds=0.01, **config)
+    settings = Config(**{"status_coalesce_seconds": 0.01, **config})
     return Operator(
-        settings, kube, lambda _body, kind, reason, _message: posted.append((kind, reason, "")), lambda: NOW
+        settings,
+        kube,
+        lambda _body, kind, reason, message: posted.append((kind, reason, message)),
+        lambda: NOW,
     )  # type: ignore[arg-type]
 
 

@@ -12,19 +12,59 @@ from mnist_operator.builders import UnrunnableTrainingError
 from mnist_operator.trainings import BaseModelNotReadyError, BaseModelUnusableError, JobTakenError
 
 from .fake_kube import FakeKube
-from .parts import make_operator, training
+from .parts import job_event, make_operator, pod_event, settle, training
 
 pytestmark = pytest.mark.asyncio
 
 
 async def test_a_new_training_gets_one_job_and_one_jobcreated_event_across_restarts() -> None:
+    """One Event tells of the new Job and what the training waits for, with its first status (not
+    JobCreated and then Pending: one Event per training fewer in a burst of creations)."""
     kube, posted = FakeKube(), []
     operator = make_operator(kube, posted)
     assert await operator.ensure_job(training()) == "digits-trainer"
+    await operator.training_event("ADDED", training())
+    await operator.child_event("job", "ADDED", job_event())
+    await settle()
+    assert [status["phase"] for _, _, status in kube.statuses] == ["Pending"]
     restarted = make_operator(kube, posted)
+    await restarted.training_event("ADDED", {**training(), "status": kube.statuses[-1][2]})
     assert await restarted.ensure_job(training()) == "digits-trainer"  # found, not created again
+    await restarted.child_event("job", "ADDED", job_event())
+    await settle()
     assert list(kube.jobs) == [("ml", "digits-trainer")]
-    assert [reason for _, reason, _ in posted] == ["JobCreated"]
+    assert posted == [
+        (
+            "Normal",
+            "JobCreated",
+            "created Job digits-trainer; waiting for the trainer pod to be scheduled and started",
+        )
+    ]
+
+
+async def test_a_jobcreated_event_after_the_first_status_is_posted_at_once() -> None:
+    """The Job's watch event can come before the creating call returns (a busy event loop): the first
+    status is written then, and the Event follows with the Job, alone."""
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    await operator.training_event("ADDED", training())
+    await operator.child_event("job", "ADDED", job_event())
+    await settle()
+    assert [reason for _, reason, _ in posted] == ["Pending"]
+    assert await operator.ensure_job(training()) == "digits-trainer"
+    assert posted[-1] == ("Normal", "JobCreated", "created Job digits-trainer")
+
+
+async def test_a_pod_running_before_the_first_status_write_gets_its_own_event() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    assert await operator.ensure_job(training()) == "digits-trainer"
+    await operator.training_event("ADDED", training())
+    await operator.child_event("job", "ADDED", job_event(active=1))
+    await operator.child_event("pod", "ADDED", pod_event(phase="Running"))
+    await settle()
+    assert [(kind, reason) for kind, reason, _ in posted] == [("Normal", "JobCreated"), ("Normal", "Running")]
+    assert posted[0][2] == "created Job digits-trainer"
 
 
 async def test_a_job_of_another_training_with_the_same_name_is_not_adopted() -> None:
