@@ -33,8 +33,8 @@ BASE_MODEL_RETRY_SECONDS = 15  # a training's base model comes from another trai
 class QuietEventHandler(logging.Filter):
     """Drops kopf's "Handler 'training_event' succeeded." lines. kopf logs every handler's success at
     INFO; for an ``on.event`` handler that is a line per watch event of every training (three for each
-    new one, one per status write), without even the training's name. At 1,000 trainings created at once
-    those lines cost the event loop about 3 s (``bench.operator_scale --profile``), while Jobs waited.
+    new one, one per status write), without even the training's name. In a burst of creations those
+    lines take a measurable share of the event loop (``bench.operator_scale --profile``) while Jobs wait.
     The handler's failures are still logged, as are the create handler's lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -34,9 +34,9 @@ KUEUE_VERSIONS = ("v1beta2", "v1beta1")
 # Threads of the creations' own pool (Jobs and Services), next to asyncio's default pool (min(32, cores
 # + 4) threads) for every other call: a creation never queues behind status writes or Events in the
 # operator, whatever their number. Jobs are created as fast as the API server answers this many calls at
-# once: with 6 (the default pool on 2 cores), 1,000 trainings at once were 6 POSTs in flight of 300-500
-# ms each for over a minute, with the API server's CPU not all used. The connection pool holds a
-# connection for every thread of both.
+# once: the default pool on a small node keeps too few POSTs in flight to use the API server's CPU
+# during a burst (docs/benchmarks.md, section 5). The connection pool holds a connection for every
+# thread of both.
 CREATION_THREADS = 16
 CONNECTIONS = CREATION_THREADS + min(32, (os.cpu_count() or 1) + 4)
 

@@ -16,9 +16,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-# Long enough to cover a burst of a thousand creations on a small control plane (about 20 s of Job
-# POSTs there when the machine is not shared), short enough that a status stays fresh under a stream of
-# creations that does not end.
+# Long enough to cover a burst of a thousand creations on a small control plane, short enough that a
+# status stays fresh under a stream of creations that does not end.
 MAX_WAIT_SECONDS = 30.0
 TRICKLE = 1
 
