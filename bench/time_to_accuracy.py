@@ -372,7 +372,7 @@ def main() -> None:
             ]
         )
     headers = [
-        "config (optimizer:lr:batch)",
+        "config (optimizer:lr:batch[:schedule:warm-up])",
         "reached",
         "epochs to target",
         "seconds to target",
