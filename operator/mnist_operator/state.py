@@ -25,6 +25,9 @@ class Tracked:
     created_job: str | None = None
     """The Job this operator created for the training, until an Event has said so: the status writer
     tells it together with the training's first status, in one Event instead of two."""
+    waiting: str | None = None
+    """Why the Job is not created yet (its base model is still training), as the create handler wrote it
+    to the status; the status writer leaves that status alone until the Job exists."""
 
 
 class Store:

@@ -85,8 +85,8 @@ class StatusWriter:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             entry = self.store.get(key)
-            if entry is None or entry.training is None:
-                return
+            if entry is None or entry.training is None or (entry.job is None and entry.waiting):
+                return  # nothing to reduce yet, or the create handler's status says why there is no Job
             previous = entry.written_status or {}
             status = reduce_status(
                 entry.training,

@@ -72,6 +72,10 @@ class Trainings:
                     {"phase": phase, "message": str(error), "observed_generation": meta.generation}
                 ),
             )
+            if not final:  # the reducer would say only "the Job does not exist yet" over it
+                waiting = self.store.get(self.store.update_training(body, training))
+                if waiting is not None:
+                    waiting.waiting = str(error)
             raise
         async with self.creations.creating():
             if service is not None:
@@ -85,6 +89,8 @@ class Trainings:
         # it: with a status subresource kopf sends the status as a request of its own, after the
         # body's, in the handler's time.)
         entry = self.store.get(self.store.update_training(body, training))
+        if entry is not None:
+            entry.waiting = None
         if created:
             opmetrics.TRAININGS_CREATED.inc()
             if entry is not None and not entry.written_status:

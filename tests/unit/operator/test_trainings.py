@@ -107,6 +107,25 @@ async def test_a_base_model_named_by_training_waits_for_it_then_mounts_its_outpu
     assert {"name": "base-model", "persistentVolumeClaim": {"claimName": "models"}} in volumes
 
 
+async def test_a_training_waiting_for_its_base_model_keeps_saying_so_until_its_job_exists() -> None:
+    kube, posted = FakeKube(), []
+    operator = make_operator(kube, posted)
+    evaluate = training("check", uid="u-2", task="evaluate", baseModel={"training": "digits"})
+    digits = training(output={"claimName": "models"})
+    kube.trainings[("ml", "digits")] = {**digits, "status": {"phase": "Running"}}
+    with pytest.raises(BaseModelNotReadyError):
+        await operator.ensure_job(evaluate)
+    # The echo of that status write, as the resource's watch brings it back.
+    await operator.training_event("MODIFIED", {**evaluate, "status": kube.statuses[-1][2]})
+    await settle()
+    assert "waiting for baseModel.training digits to succeed" in kube.statuses[-1][2]["message"]
+    kube.trainings[("ml", "digits")] = {**digits, "status": {"phase": "Succeeded"}}
+    await operator.ensure_job(evaluate)
+    await operator.child_event("job", "ADDED", kube.jobs[("ml", "check-trainer")])
+    await settle()
+    assert "baseModel" not in kube.statuses[-1][2]["message"]  # the Job's own status now
+
+
 @pytest.mark.parametrize(
     ("referenced", "message"),
     [
